@@ -1,0 +1,30 @@
+//! BGP-4 wire codec (sans-IO): framing, decoding and encoding of every message podbgp speaks.
+//!
+//! RFCs: 4271 (BGP-4), 4760 (MP-BGP), 6793 (4-octet AS), 2918/7313 (route refresh),
+//! 4724 (graceful restart capability), 8654 (extended message), 7911 (ADD-PATH, decode),
+//! 1997/4360/8092 (communities), 4456 (ORIGINATOR_ID/CLUSTER_LIST), 7606 (revised error
+//! handling), 9072 (extended optional parameters length).
+//!
+//! Invariants:
+//! * No function in this module panics on any input byte sequence (fuzzed: `tests/fuzz`).
+//! * Every decode error maps mechanically to a NOTIFICATION (`DecodeError::notification`);
+//!   attribute errors that RFC 7606 downgrades are reported inside `Update`, not as errors.
+//! * The negotiated [`SessionCodec`] is always passed explicitly; there is no global state.
+
+mod types;
+pub use types::*;
+
+// The codec proper (decode, encode, errors, UPDATE packing) lives in the files below.
+mod error;
+pub use error::*;
+mod decode;
+pub use decode::*;
+mod encode;
+pub use encode::*;
+
+/// Length of the fixed header: marker (16) + length (2) + type (1).
+pub const HEADER_LEN: usize = 19;
+/// Maximum message length without RFC 8654.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+/// Maximum message length with RFC 8654 extended messages.
+pub const MAX_EXT_MESSAGE_LEN: usize = 65535;

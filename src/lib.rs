@@ -1,3 +1,6 @@
 //! podbgp: a BGP route-distribution speaker for Calico-style Kubernetes clusters.
 
+pub mod config;
+pub mod session;
+pub mod speaker;
 pub mod wire;

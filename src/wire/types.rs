@@ -28,8 +28,14 @@ pub struct Family {
 }
 
 impl Family {
-    pub const IPV4_UNICAST: Family = Family { afi: AFI_IPV4, safi: SAFI_UNICAST };
-    pub const IPV6_UNICAST: Family = Family { afi: AFI_IPV6, safi: SAFI_UNICAST };
+    pub const IPV4_UNICAST: Family = Family {
+        afi: AFI_IPV4,
+        safi: SAFI_UNICAST,
+    };
+    pub const IPV6_UNICAST: Family = Family {
+        afi: AFI_IPV6,
+        safi: SAFI_UNICAST,
+    };
 
     /// The family a prefix belongs to when carried as unicast.
     pub fn of(prefix: &IpNet) -> Family {
@@ -187,7 +193,10 @@ pub struct Nlri {
 
 impl From<IpNet> for Nlri {
     fn from(prefix: IpNet) -> Self {
-        Nlri { prefix, path_id: None }
+        Nlri {
+            prefix,
+            path_id: None,
+        }
     }
 }
 
@@ -217,7 +226,8 @@ pub struct Update {
 impl Update {
     /// True when this UPDATE is an End-of-RIB marker (RFC 4724 §2) and for which family.
     pub fn end_of_rib(&self) -> Option<Family> {
-        let no_classic = self.withdrawn.is_empty() && self.nlri.is_empty() && self.mp_reach.is_none();
+        let no_classic =
+            self.withdrawn.is_empty() && self.nlri.is_empty() && self.mp_reach.is_none();
         if !no_classic || self.treat_as_withdraw.is_some() {
             return None;
         }
@@ -242,7 +252,10 @@ pub struct MpReach {
 pub enum MpNextHop {
     V4(Ipv4Addr),
     /// RFC 2545 §3: a global address, optionally followed by a link-local one (length 32).
-    V6 { global: Ipv6Addr, link_local: Option<Ipv6Addr> },
+    V6 {
+        global: Ipv6Addr,
+        link_local: Option<Ipv6Addr>,
+    },
 }
 
 /// MP_UNREACH_NLRI (RFC 4760 §4).
@@ -306,15 +319,27 @@ impl AsPath {
 
     /// Number of times `asn` occurs anywhere in the path.
     pub fn count(&self, asn: u32) -> usize {
-        self.segments.iter().flat_map(|s| s.asns.iter()).filter(|a| **a == asn).count()
+        self.segments
+            .iter()
+            .flat_map(|s| s.asns.iter())
+            .filter(|a| **a == asn)
+            .count()
     }
 
     /// Returns this path with `asn` prepended as the leftmost AS_SEQUENCE member.
     pub fn prepended(&self, asn: u32) -> AsPath {
         let mut segments = self.segments.clone();
         match segments.first_mut() {
-            Some(seg) if seg.kind == SegmentType::Sequence && seg.asns.len() < 255 => seg.asns.insert(0, asn),
-            _ => segments.insert(0, AsSegment { kind: SegmentType::Sequence, asns: vec![asn] }),
+            Some(seg) if seg.kind == SegmentType::Sequence && seg.asns.len() < 255 => {
+                seg.asns.insert(0, asn)
+            }
+            _ => segments.insert(
+                0,
+                AsSegment {
+                    kind: SegmentType::Sequence,
+                    asns: vec![asn],
+                },
+            ),
         }
         AsPath { segments }
     }
@@ -458,6 +483,10 @@ impl Default for SessionCodec {
 impl SessionCodec {
     /// Maximum message length under this context (RFC 8654 §4).
     pub fn max_message_len(&self) -> usize {
-        if self.extended_message { super::MAX_EXT_MESSAGE_LEN } else { super::MAX_MESSAGE_LEN }
+        if self.extended_message {
+            super::MAX_EXT_MESSAGE_LEN
+        } else {
+            super::MAX_MESSAGE_LEN
+        }
     }
 }

@@ -1,0 +1,135 @@
+//! The typed, validated speaker configuration (`SpeakerConfig`) and its YAML form.
+//!
+//! This is the daemon's explicit mode (like a `gobgpd.toml` or `bird.conf`): the Calico
+//! datastore mode derives the very same `SpeakerConfig` from cluster resources, so nothing
+//! here knows about Calico.
+//!
+//! YAML goes in through serde with `deny_unknown_fields` (a typo is an error naming the
+//! field, with line and column), and is validated once into newtypes and enums: a
+//! `SpeakerConfig` that exists is a config that makes sense (hold time 0 or ≥ 3, AS ≠ 0,
+//! unique neighbours, role consistent with the AS numbers).
+
+mod yaml;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use yaml::{ConfigError, ConfigErrorKind, parse_yaml};
+
+use crate::session::SessionConfig;
+use crate::wire::Family;
+
+/// How a neighbour relates to us; decides export rules (RFC 4456, RFC 4271 §9.1.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerRole {
+    /// iBGP, non-client: a full-mesh node (Calico node-to-node mesh).
+    Mesh,
+    /// iBGP route-reflector client: we reflect routes to it (RFC 4456).
+    RrClient,
+    /// iBGP toward a reflector (ours, or a fellow reflector): a non-client that is not part of a
+    /// mesh. Export rules equal `Mesh`; kept apart for operators and the status table.
+    RrPeer,
+    /// eBGP, e.g. a top-of-rack router.
+    Ebgp,
+}
+
+impl PeerRole {
+    pub fn is_ibgp(self) -> bool {
+        !matches!(self, PeerRole::Ebgp)
+    }
+}
+
+/// What kind of configuration created a peer (shown as calicoctl's PEER TYPE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerOrigin {
+    /// From a speaker configuration file.
+    Configured,
+    /// Calico node-to-node mesh.
+    Mesh,
+    /// Calico global BGPPeer.
+    Global,
+    /// Calico node-specific BGPPeer.
+    NodeSpecific,
+}
+
+/// Next-hop handling toward an eBGP peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NextHopMode {
+    /// Our own address (the default for eBGP).
+    #[serde(rename = "self")]
+    Self_,
+    /// Keep the received next hop (Calico `keepOriginalNextHop`, BIRD `next hop keep`).
+    Keep,
+}
+
+/// One neighbour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub port: u16,
+    pub remote_as: u32,
+    /// Our AS toward this peer (defaults to the speaker's).
+    pub local_as: u32,
+    pub role: PeerRole,
+    pub origin: PeerOrigin,
+    pub passive: bool,
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    /// Source address for outgoing connections.
+    pub local_address: Option<IpAddr>,
+    pub next_hop: NextHopMode,
+    pub description: Option<String>,
+    /// How many times our own AS may appear in a received AS_PATH (BIRD `allow local as`).
+    pub allowed_local_as: u8,
+    pub families: Vec<Family>,
+}
+
+impl PeerConfig {
+    /// Session parameters for the FSM.
+    pub fn session(&self, speaker: &SpeakerConfig) -> SessionConfig {
+        SessionConfig {
+            local_as: self.local_as,
+            remote_as: self.remote_as,
+            router_id: speaker.router_id,
+            hold_time: self.hold_time,
+            min_hold_time: 3,
+            connect_retry: self.connect_retry,
+            idle_hold_min: speaker.idle_hold_min,
+            idle_hold_max: speaker.idle_hold_max,
+            passive: self.passive,
+            families: self.families.clone(),
+            extended_message: true,
+            graceful_restart_time: speaker.graceful_restart_time,
+        }
+    }
+}
+
+/// The whole speaker configuration, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Listen address and port; `None` means do not listen (outgoing connections only).
+    pub listen: Option<(IpAddr, u16)>,
+    /// Route-reflector cluster id (RFC 4456); defaults to the router id.
+    pub cluster_id: Ipv4Addr,
+    pub idle_hold_min: Duration,
+    pub idle_hold_max: Duration,
+    pub graceful_restart_time: Option<u16>,
+    /// Maximum number of equal-cost paths handed to the FIB.
+    pub max_ecmp: usize,
+    /// Prefixes this speaker originates.
+    pub originate: Vec<IpNet>,
+    pub neighbors: Vec<PeerConfig>,
+}
+
+impl SpeakerConfig {
+    pub fn neighbor(&self, addr: IpAddr) -> Option<&PeerConfig> {
+        self.neighbors.iter().find(|n| n.address == addr)
+    }
+}

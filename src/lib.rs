@@ -1,6 +1,8 @@
 //! podbgp: a BGP route-distribution speaker for Calico-style Kubernetes clusters.
 
 pub mod config;
+pub mod driver;
+pub mod rib;
 pub mod session;
 pub mod speaker;
 pub mod wire;

@@ -1,3 +1,704 @@
-//! The speaker: sessions + RIB composed into one deterministic value (filled in next).
+//! The speaker: every session plus the RIB, composed into one deterministic value.
+//!
+//! This is the one owner of protocol state (quinn-proto shaped): the driver feeds
+//! [`Input`]s with `now`, calls [`Speaker::handle_timeout`] at [`Speaker::poll_timeout`], and
+//! drains [`Speaker::poll_output`] after each batch. No I/O, no clock reads, no tasks.
+//!
+//! Batching: inputs only change tables and mark prefixes dirty; the decision process and
+//! UPDATE generation run once, lazily, on the first `poll_output` after a batch.
+//!
+//! Flow control: UPDATEs for a connection are generated only while fewer than
+//! [`SEND_WINDOW`] bytes are in flight (reported back by the driver with `Input::Sent`). The
+//! rest waits in the peer's Adj-RIB-Out queue, so a slow peer costs at most its table size,
+//! never an unbounded message queue, and never slows the other peers.
+
 pub mod query;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use ipnet::IpNet;
+use rustc_hash::FxHashMap;
+use tracing::{debug, info, warn};
+
 pub use query::*;
+
+use crate::config::{PeerConfig, SpeakerConfig};
+use crate::rib::{self, PeerIdx, PeerMeta, Rib, RibCfg, SelectionCfg};
+use crate::session::{ConnId, Session, SessionAction, SessionEvent, State, cease};
+use crate::wire::{self, AsPath, DecodeError, Family, Message, Origin, PathAttrs, RouteRefresh};
+
+/// Bytes of UPDATEs allowed in flight per connection before generation pauses.
+pub const SEND_WINDOW: usize = 1 << 20;
+/// Prefixes packed per generation step (bounds the work done per call).
+const PREFIXES_PER_STEP: usize = 8192;
+
+/// Everything the driver tells the speaker.
+#[derive(Debug)]
+pub enum Input {
+    /// A TCP connection from `remote` was accepted on `local`.
+    Accepted {
+        conn: ConnId,
+        remote: SocketAddr,
+        local: SocketAddr,
+    },
+    /// An outgoing connection requested by `Output::Connect` is up.
+    Connected { conn: ConnId, local: SocketAddr },
+    /// An outgoing connection failed; `reason` is shown to operators.
+    ConnectFailed { conn: ConnId, reason: String },
+    /// One framed message.
+    Frame { conn: ConnId, frame: Bytes },
+    /// The framing check failed (header error).
+    FrameError { conn: ConnId, error: DecodeError },
+    /// The connection closed or failed.
+    Closed { conn: ConnId },
+    /// The driver wrote `bytes` of what it was given for `conn` (flow-control credit).
+    Sent { conn: ConnId, bytes: usize },
+    /// Originate a prefix locally.
+    Originate(IpNet),
+    /// Stop originating a prefix.
+    WithdrawLocal(IpNet),
+    /// Administrative shutdown of every session (Cease/Administrative Shutdown).
+    Shutdown,
+}
+
+/// Everything the speaker asks the driver to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    Connect {
+        conn: ConnId,
+        remote: SocketAddr,
+        bind: Option<IpAddr>,
+    },
+    Send {
+        conn: ConnId,
+        bytes: Bytes,
+    },
+    /// Flush pending writes, then close.
+    Close {
+        conn: ConnId,
+    },
+    Event(SpeakerEvent),
+}
+
+#[derive(Debug)]
+struct Peer {
+    cfg: PeerConfig,
+    session: Session,
+    since: Instant,
+    info: String,
+}
+
+#[derive(Debug)]
+struct ConnInfo {
+    peer: Option<PeerIdx>,
+    local: Option<SocketAddr>,
+    in_flight: usize,
+}
+
+/// The speaker. See the module documentation.
+#[derive(Debug)]
+pub struct Speaker {
+    cfg: SpeakerConfig,
+    started: Instant,
+    peers: Vec<Peer>,
+    by_addr: FxHashMap<IpAddr, PeerIdx>,
+    conns: FxHashMap<ConnId, ConnInfo>,
+    rib: Rib,
+    outputs: VecDeque<Output>,
+    scratch: Vec<SessionAction>,
+    needs_flush: bool,
+    updates_received: u64,
+    updates_sent: u64,
+}
+
+impl Speaker {
+    /// A speaker with every configured session started and local prefixes originated.
+    pub fn new(cfg: SpeakerConfig, now: Instant) -> Self {
+        let rib = Rib::new(RibCfg {
+            local_as: cfg.local_as,
+            router_id: cfg.router_id,
+            cluster_id: cfg.cluster_id,
+            selection: SelectionCfg {
+                always_compare_med: false,
+                max_ecmp: cfg.max_ecmp,
+            },
+        });
+        let mut s = Speaker {
+            started: now,
+            peers: Vec::new(),
+            by_addr: FxHashMap::default(),
+            conns: FxHashMap::default(),
+            rib,
+            outputs: VecDeque::new(),
+            scratch: Vec::new(),
+            needs_flush: true,
+            updates_received: 0,
+            updates_sent: 0,
+            cfg,
+        };
+        for (i, pc) in s.cfg.neighbors.clone().into_iter().enumerate() {
+            let idx = i as PeerIdx;
+            let session = Session::new(idx, pc.session(&s.cfg));
+            s.by_addr.insert(pc.address, idx);
+            s.peers.push(Peer {
+                cfg: pc,
+                session,
+                since: now,
+                info: String::new(),
+            });
+            s.session_event(now, idx, SessionEvent::Start);
+        }
+        for p in s.cfg.originate.clone() {
+            s.rib.originate(p, local_attrs());
+        }
+        s
+    }
+
+    pub fn config(&self) -> &SpeakerConfig {
+        &self.cfg
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        self.needs_flush = true;
+        match input {
+            Input::Accepted {
+                conn,
+                remote,
+                local,
+            } => {
+                let addr = canonical(remote.ip());
+                match self.by_addr.get(&addr).copied() {
+                    Some(idx) => {
+                        self.conns.insert(
+                            conn,
+                            ConnInfo {
+                                peer: Some(idx),
+                                local: Some(local),
+                                in_flight: 0,
+                            },
+                        );
+                        self.session_event(now, idx, SessionEvent::Accepted { conn });
+                    }
+                    None => {
+                        // RFC 4271 §8.2.1.1: connections from unconfigured addresses are refused.
+                        info!(%remote, "connection from unknown peer refused");
+                        self.outputs.push_back(Output::Close { conn });
+                    }
+                }
+            }
+            Input::Connected { conn, local } => {
+                if let Some(idx) = self.conn_peer(conn) {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.local = Some(local);
+                    }
+                    self.session_event(now, idx, SessionEvent::Connected { conn });
+                }
+            }
+            Input::ConnectFailed { conn, reason } => {
+                if let Some(idx) = self.conn_peer(conn) {
+                    self.conns.remove(&conn);
+                    self.peers[idx as usize].info = format!("Connect Socket: {reason}");
+                    self.session_event(now, idx, SessionEvent::ConnectFailed { conn });
+                }
+            }
+            Input::Frame { conn, frame } => {
+                if let Some(idx) = self.conn_peer(conn) {
+                    self.session_event(now, idx, SessionEvent::Message { conn, frame });
+                }
+            }
+            Input::FrameError { conn, error } => {
+                if let Some(idx) = self.conn_peer(conn) {
+                    warn!(peer = %self.peers[idx as usize].cfg.address, %error, "framing error");
+                    self.session_event(now, idx, SessionEvent::FramingError { conn, error });
+                }
+            }
+            Input::Closed { conn } => {
+                if let Some(idx) = self.conn_peer(conn) {
+                    self.conns.remove(&conn);
+                    self.session_event(now, idx, SessionEvent::Closed { conn });
+                }
+            }
+            Input::Sent { conn, bytes } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_flight = c.in_flight.saturating_sub(bytes);
+                }
+            }
+            Input::Originate(p) => self.rib.originate(p, local_attrs()),
+            Input::WithdrawLocal(p) => self.rib.withdraw_local(p),
+            Input::Shutdown => {
+                for idx in 0..self.peers.len() as PeerIdx {
+                    let ev = SessionEvent::Stop {
+                        subcode: cease::ADMIN_SHUTDOWN,
+                        data: Bytes::new(),
+                    };
+                    self.session_event(now, idx, ev);
+                }
+            }
+        }
+    }
+
+    /// Runs an operator command.
+    pub fn command(&mut self, now: Instant, cmd: Command) -> Result<(), QueryError> {
+        self.needs_flush = true;
+        match cmd {
+            Command::ResetPeer { address, soft } => {
+                let idx = *self
+                    .by_addr
+                    .get(&canonical(address))
+                    .ok_or(QueryError::NoSuchPeer(address))?;
+                if soft {
+                    let established = self.peers[idx as usize]
+                        .session
+                        .established()
+                        .map(|(c, n)| (c, n.clone()));
+                    if let Some((conn, neg)) = established {
+                        for f in &neg.families {
+                            if neg.route_refresh {
+                                let mut buf = BytesMut::new();
+                                let rr = Message::RouteRefresh(RouteRefresh {
+                                    family: *f,
+                                    subtype: 0,
+                                });
+                                if wire::encode_message(&rr, &neg.codec, &mut buf).is_ok() {
+                                    self.outputs.push_back(Output::Send {
+                                        conn,
+                                        bytes: buf.freeze(),
+                                    });
+                                }
+                            }
+                            self.rib.refresh_out(idx, *f);
+                        }
+                    }
+                } else {
+                    let stop = SessionEvent::Stop {
+                        subcode: cease::ADMIN_RESET,
+                        data: Bytes::new(),
+                    };
+                    self.session_event(now, idx, stop);
+                    self.session_event(now, idx, SessionEvent::Start);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for idx in 0..self.peers.len() {
+            if self.peers[idx]
+                .session
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                let mut actions = std::mem::take(&mut self.scratch);
+                self.peers[idx].session.handle_timeout(now, &mut actions);
+                self.apply_actions(now, idx as PeerIdx, &mut actions);
+                self.scratch = actions;
+                self.needs_flush = true;
+            }
+        }
+    }
+
+    /// The earliest deadline across all sessions.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.session.poll_timeout())
+            .min()
+    }
+
+    /// The next thing for the driver to do; `None` when idle. Runs the decision process and
+    /// UPDATE generation first when inputs arrived since the last call.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && self.needs_flush {
+            self.needs_flush = false;
+            self.flush();
+        }
+        self.outputs.pop_front()
+    }
+
+    fn flush(&mut self) {
+        for change in self.rib.run_decision() {
+            let next_hops: Vec<IpAddr> = change
+                .paths
+                .iter()
+                .filter_map(|p| p.next_hop_addr())
+                .collect();
+            let peer = change
+                .paths
+                .first()
+                .and_then(|p| {
+                    (p.src != rib::LOCAL)
+                        .then(|| self.peers.get(p.src as usize).map(|x| x.cfg.address))
+                })
+                .flatten();
+            debug!(prefix = %change.prefix, ?next_hops, "best path changed");
+            self.outputs
+                .push_back(Output::Event(SpeakerEvent::BestPath {
+                    prefix: change.prefix,
+                    next_hops,
+                    peer,
+                }));
+        }
+        let mut msgs = Vec::new();
+        for idx in 0..self.peers.len() {
+            let Some((conn, _)) = self.peers[idx].session.established() else {
+                continue;
+            };
+            loop {
+                let in_flight = self.conns.get(&conn).map_or(usize::MAX, |c| c.in_flight);
+                if in_flight >= SEND_WINDOW || !self.rib.has_pending(idx as PeerIdx) {
+                    break;
+                }
+                msgs.clear();
+                let n = self
+                    .rib
+                    .take_updates(idx as PeerIdx, PREFIXES_PER_STEP, &mut msgs);
+                let bytes: usize = msgs.iter().map(|m| m.len()).sum();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.in_flight += bytes;
+                }
+                self.peers[idx].session.note_sent(n as u64, n as u64);
+                self.updates_sent += n as u64;
+                for m in msgs.drain(..) {
+                    self.outputs.push_back(Output::Send { conn, bytes: m });
+                }
+            }
+        }
+    }
+
+    /// True when more UPDATE generation is waiting only for flow-control credit.
+    pub fn wants_flush(&self) -> bool {
+        self.needs_flush
+    }
+
+    fn conn_peer(&self, conn: ConnId) -> Option<PeerIdx> {
+        self.conns.get(&conn).and_then(|c| c.peer).or_else(|| {
+            // Outgoing ConnIds carry the session index in their high half.
+            let idx = (conn.0 >> 32) as usize;
+            (idx < self.peers.len() && self.peers[idx].session.owns(conn)).then_some(idx as PeerIdx)
+        })
+    }
+
+    fn session_event(&mut self, now: Instant, idx: PeerIdx, ev: SessionEvent) {
+        let mut actions = std::mem::take(&mut self.scratch);
+        self.peers[idx as usize]
+            .session
+            .handle(now, ev, &mut actions);
+        self.apply_actions(now, idx, &mut actions);
+        self.scratch = actions;
+    }
+
+    fn apply_actions(&mut self, now: Instant, idx: PeerIdx, actions: &mut Vec<SessionAction>) {
+        for a in actions.drain(..) {
+            let peer = &mut self.peers[idx as usize];
+            match a {
+                SessionAction::Connect { conn } => {
+                    self.conns.insert(
+                        conn,
+                        ConnInfo {
+                            peer: Some(idx),
+                            local: None,
+                            in_flight: 0,
+                        },
+                    );
+                    let remote = SocketAddr::new(peer.cfg.address, peer.cfg.port);
+                    self.outputs.push_back(Output::Connect {
+                        conn,
+                        remote,
+                        bind: peer.cfg.local_address,
+                    });
+                }
+                SessionAction::Send { conn, bytes } => {
+                    self.outputs.push_back(Output::Send { conn, bytes })
+                }
+                SessionAction::Close { conn } => {
+                    self.conns.remove(&conn);
+                    self.outputs.push_back(Output::Close { conn });
+                }
+                SessionAction::StateChange { from, to, cause } => {
+                    info!(peer = %peer.cfg.address, %from, %to, %cause, "session state change");
+                    peer.since = now;
+                    peer.info = match to {
+                        State::Established => "Established".to_string(),
+                        _ => cause.to_string(),
+                    };
+                    let ev = SpeakerEvent::PeerState {
+                        address: peer.cfg.address,
+                        from,
+                        to,
+                        cause: cause.to_string(),
+                    };
+                    self.outputs.push_back(Output::Event(ev));
+                }
+                SessionAction::Established { conn, negotiated } => {
+                    let local = self.conns.get(&conn).and_then(|c| c.local);
+                    let (mut v4, mut v6) = (None, None);
+                    match local.map(|l| canonical(l.ip())) {
+                        Some(IpAddr::V4(a)) => v4 = Some(a),
+                        Some(IpAddr::V6(a)) => v6 = Some(a),
+                        None => {}
+                    }
+                    let meta = PeerMeta {
+                        address: peer.cfg.address,
+                        remote_as: negotiated.remote_as,
+                        local_as: peer.cfg.local_as,
+                        remote_id: negotiated.remote_id,
+                        role: peer.cfg.role,
+                        next_hop: peer.cfg.next_hop,
+                        allowed_local_as: peer.cfg.allowed_local_as,
+                        local_v4: v4,
+                        local_v6: v6,
+                        families: negotiated.families.clone(),
+                        codec: negotiated.codec.clone(),
+                    };
+                    self.rib.peer_up(idx, meta);
+                }
+                SessionAction::Down { cause } => {
+                    info!(peer = %peer.cfg.address, %cause, "session down, routes withdrawn");
+                    self.rib.peer_down(idx);
+                }
+                SessionAction::Update(u) => {
+                    self.updates_received += 1;
+                    if let Some(e) = &u.treat_as_withdraw {
+                        warn!(peer = %peer.cfg.address, type_code = e.type_code, subcode = e.subcode,
+                              data = %hex(&e.data), "malformed attribute: treat-as-withdraw (RFC 7606)");
+                    }
+                    for e in &u.discarded {
+                        warn!(peer = %peer.cfg.address, type_code = e.type_code, subcode = e.subcode,
+                              data = %hex(&e.data), "malformed attribute discarded (RFC 7606)");
+                    }
+                    if let Some(f) = u.end_of_rib() {
+                        debug!(peer = %peer.cfg.address, family = %f, "end-of-rib received");
+                    }
+                    self.rib.apply_update(idx, *u);
+                }
+                SessionAction::RouteRefresh(rr) => self.rib.refresh_out(idx, rr.family),
+            }
+        }
+    }
+
+    /// Answers a read-only query.
+    pub fn query(&self, q: &Query) -> Result<View, QueryError> {
+        match q {
+            Query::Speaker => Ok(View::Speaker(SpeakerView {
+                local_as: self.cfg.local_as,
+                router_id: self.cfg.router_id,
+                listen: self.cfg.listen,
+                started: self.started,
+                peers_configured: self.peers.len(),
+                peers_established: self
+                    .peers
+                    .iter()
+                    .filter(|p| p.session.state() == State::Established)
+                    .count(),
+                loc_rib_prefixes: self.rib.loc_rib_len(),
+                decision_runs: self.rib.decision_runs(),
+                updates_received: self.updates_received,
+                updates_sent: self.updates_sent,
+            })),
+            Query::Peers => Ok(View::Peers(
+                (0..self.peers.len())
+                    .map(|i| self.peer_view(i as PeerIdx))
+                    .collect(),
+            )),
+            Query::Peer(addr) => {
+                let idx = *self
+                    .by_addr
+                    .get(&canonical(*addr))
+                    .ok_or(QueryError::NoSuchPeer(*addr))?;
+                Ok(View::Peer(Box::new(self.peer_view(idx))))
+            }
+            Query::Routes {
+                table,
+                peer,
+                prefix,
+            } => self.routes(*table, *peer, *prefix).map(View::Routes),
+        }
+    }
+
+    fn peer_view(&self, idx: PeerIdx) -> PeerView {
+        let p = &self.peers[idx as usize];
+        let st = p.session.stats();
+        let neg = p.session.established().map(|(_, n)| n);
+        let counts = self.rib.peer_counts(idx);
+        let families = p
+            .cfg
+            .families
+            .iter()
+            .map(|f| {
+                let v4 = *f == Family::IPV4_UNICAST;
+                let received = if v4 {
+                    counts.received_v4
+                } else {
+                    counts.received_v6
+                };
+                FamilyCounters {
+                    family: *f,
+                    received,
+                    accepted: received,
+                    advertised: if v4 {
+                        counts.advertised_v4
+                    } else {
+                        counts.advertised_v6
+                    },
+                }
+            })
+            .collect();
+        PeerView {
+            address: p.cfg.address,
+            port: p.cfg.port,
+            remote_as: p.cfg.remote_as,
+            local_as: p.cfg.local_as,
+            role: p.cfg.role,
+            origin: p.cfg.origin,
+            state: p.session.state(),
+            since: p.since,
+            info: p.info.clone(),
+            remote_id: neg.map(|n| n.remote_id),
+            hold_time: neg.map_or(0, |n| n.hold_time),
+            keepalive: neg.map_or(0, |n| n.keepalive),
+            families,
+            updates_received: st.updates_in,
+            updates_sent: st.updates_out,
+            messages_received: st.messages_in,
+            messages_sent: st.messages_out,
+            last_error: st.last_error.as_ref().map(|c| c.to_string()),
+            passive: p.cfg.passive,
+            description: p.cfg.description.clone(),
+            established_transitions: st.established_transitions,
+        }
+    }
+
+    fn routes(
+        &self,
+        table: TableKind,
+        peer: Option<IpAddr>,
+        prefix: Option<IpNet>,
+    ) -> Result<Vec<RouteView>, QueryError> {
+        let peer_idx = match peer {
+            Some(a) => Some(
+                *self
+                    .by_addr
+                    .get(&canonical(a))
+                    .ok_or(QueryError::NoSuchPeer(a))?,
+            ),
+            None => None,
+        };
+        let addr_of = |src: PeerIdx| {
+            (src != rib::LOCAL)
+                .then(|| self.peers.get(src as usize).map(|p| p.cfg.address))
+                .flatten()
+        };
+        match table {
+            TableKind::LocRib | TableKind::Fib => Ok(self
+                .rib
+                .loc_rib(prefix)
+                .into_iter()
+                .filter(|(_, path, best, _)| {
+                    peer_idx.is_none_or(|i| i == path.src) && (table == TableKind::LocRib || *best)
+                })
+                .map(|(p, path, best, reason)| {
+                    route_view(
+                        p,
+                        &path.attrs,
+                        path.next_hop_addr(),
+                        addr_of(path.src),
+                        best,
+                        reason.as_str(),
+                    )
+                })
+                .collect()),
+            TableKind::AdjRibIn => {
+                let idx = peer_idx.ok_or(QueryError::PeerRequired(table))?;
+                Ok(self
+                    .rib
+                    .adj_in(idx, prefix)
+                    .into_iter()
+                    .map(|(p, path)| {
+                        route_view(
+                            p,
+                            &path.attrs,
+                            path.next_hop_addr(),
+                            addr_of(idx),
+                            false,
+                            "",
+                        )
+                    })
+                    .collect())
+            }
+            TableKind::AdjRibOut => {
+                let idx = peer_idx.ok_or(QueryError::PeerRequired(table))?;
+                Ok(self
+                    .rib
+                    .adj_out(idx, prefix)
+                    .into_iter()
+                    .map(|(p, attrs, nh)| {
+                        let nh = nh.map(|n| match n {
+                            wire::MpNextHop::V4(a) => IpAddr::V4(a),
+                            wire::MpNextHop::V6 { global, .. } => IpAddr::V6(global),
+                        });
+                        route_view(p, &attrs, nh, None, true, "")
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn route_view(
+    prefix: IpNet,
+    a: &PathAttrs,
+    nh: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    best: bool,
+    reason: &str,
+) -> RouteView {
+    RouteView {
+        prefix,
+        next_hops: nh.into_iter().collect(),
+        peer,
+        as_path: a
+            .as_path
+            .iter()
+            .flat_map(|p| p.segments.iter().flat_map(|s| s.asns.iter().copied()))
+            .collect(),
+        origin: a.origin,
+        med: a.med,
+        local_pref: a.local_pref,
+        communities: a.communities.clone(),
+        originator_id: a.originator_id,
+        cluster_list: a.cluster_list.clone(),
+        best,
+        reason: reason.to_string(),
+        stale: false,
+    }
+}
+
+/// Attributes of a locally originated prefix: ORIGIN IGP, empty AS_PATH.
+fn local_attrs() -> PathAttrs {
+    PathAttrs {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::default()),
+        ..PathAttrs::default()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) as plain IPv4.
+pub fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,266 @@
+//! The driver: the only tokio code. It owns the sockets, the clock and the tasks, and runs
+//! the [`Speaker`] in one event loop.
+//!
+//! ```text
+//!  listener task ──Accepted──┐                        ┌──► writer task per conn (Bytes → socket)
+//!  connect task ──Connected──┤                        │        └─ Sent{bytes} (flow credit) ─┐
+//!  reader task per conn ─────┼──► core loop (Speaker) ─┤                                      │
+//!     (frames with            │   handle / handle_timeout ──► Output::Event → broadcast (API) │
+//!      wire::frame_len)       └──◄────────────────────────────────────────────────────────────┘
+//!  API requests (mpsc + oneshot) ─► core loop: query/command
+//! ```
+//! Child tasks only send messages back to the loop; none of them touches speaker state.
+//! Reader → loop uses a bounded channel (TCP backpressure); loop → writer is bounded in
+//! practice by the speaker's send window (only KEEPALIVE/NOTIFICATION bypass it).
+
+mod net;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info};
+
+use crate::config::SpeakerConfig;
+use crate::session::ConnId;
+use crate::speaker::{Command, Input, Output, Query, QueryError, Speaker, SpeakerEvent, View};
+
+pub use net::listen_socket;
+
+/// A request from the API adapter.
+#[derive(Debug)]
+pub enum ApiRequest {
+    Query {
+        query: Query,
+        reply: oneshot::Sender<Result<View, QueryError>>,
+    },
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<(), QueryError>>,
+    },
+}
+
+/// Errors that stop the driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Channels into a running driver.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    pub api: mpsc::Sender<ApiRequest>,
+    pub events: broadcast::Sender<SpeakerEvent>,
+    shutdown: mpsc::Sender<()>,
+}
+
+impl DriverHandle {
+    /// Asks the driver to stop (sessions get Cease/Administrative Shutdown).
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(()).await;
+    }
+}
+
+/// Messages from child tasks to the loop.
+#[derive(Debug)]
+pub(crate) enum TaskMsg {
+    Accepted {
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        local: SocketAddr,
+    },
+    Connected {
+        conn: ConnId,
+        stream: tokio::net::TcpStream,
+    },
+    ConnectFailed {
+        conn: ConnId,
+        reason: String,
+    },
+    Input(Input),
+}
+
+/// Builds the driver channels; `run` consumes the receivers.
+pub struct Driver {
+    cfg: SpeakerConfig,
+    api_rx: mpsc::Receiver<ApiRequest>,
+    shutdown_rx: mpsc::Receiver<()>,
+    events: broadcast::Sender<SpeakerEvent>,
+}
+
+impl Driver {
+    pub fn new(cfg: SpeakerConfig) -> (Driver, DriverHandle) {
+        let (api_tx, api_rx) = mpsc::channel(64);
+        let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(4096);
+        let handle = DriverHandle {
+            api: api_tx,
+            events: events.clone(),
+            shutdown: shutdown_tx,
+        };
+        (
+            Driver {
+                cfg,
+                api_rx,
+                shutdown_rx,
+                events,
+            },
+            handle,
+        )
+    }
+
+    /// Runs until shutdown. Binds the listener first so errors surface immediately.
+    pub async fn run(mut self) -> Result<(), DriverError> {
+        let (task_tx, mut task_rx) = mpsc::channel::<TaskMsg>(1024);
+        if let Some((ip, port)) = self.cfg.listen {
+            let addr = SocketAddr::new(ip, port);
+            let listener =
+                listen_socket(addr).map_err(|source| DriverError::Listen { addr, source })?;
+            info!(%addr, "listening for BGP connections");
+            tokio::spawn(net::accept_loop(listener, task_tx.clone()));
+        }
+        let mut speaker = Speaker::new(self.cfg.clone(), Instant::now());
+        let mut conns: FxHashMap<ConnId, net::ConnHandle> = FxHashMap::default();
+        let next_accept = Arc::new(AtomicU64::new(1 << 63));
+        let mut shutting_down = false;
+
+        loop {
+            drain(&mut speaker, &mut conns, &task_tx, &self.events);
+            if shutting_down {
+                break;
+            }
+            let deadline = speaker.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = task_rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    handle_task(&mut speaker, &mut conns, &task_tx, &next_accept, msg);
+                    // Batch whatever else is already queued before running the decision process.
+                    for _ in 0..256 {
+                        match task_rx.try_recv() {
+                            Ok(m) => handle_task(&mut speaker, &mut conns, &task_tx, &next_accept, m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                req = self.api_rx.recv() => {
+                    if let Some(req) = req {
+                        match req {
+                            ApiRequest::Query { query, reply } => { let _ = reply.send(speaker.query(&query)); }
+                            ApiRequest::Command { command, reply } => {
+                                let _ = reply.send(speaker.command(Instant::now(), command));
+                            }
+                        }
+                    }
+                }
+                _ = sleep => speaker.handle_timeout(Instant::now()),
+                _ = self.shutdown_rx.recv() => {
+                    info!("shutting down: closing every session");
+                    speaker.handle(Instant::now(), Input::Shutdown);
+                    shutting_down = true;
+                }
+            }
+        }
+        // Let writers flush the NOTIFICATIONs, bounded in time.
+        let writers: Vec<_> = conns.into_values().map(|c| c.close()).collect();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            futures::future::join_all(writers),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+fn handle_task(
+    speaker: &mut Speaker,
+    conns: &mut FxHashMap<ConnId, net::ConnHandle>,
+    task_tx: &mpsc::Sender<TaskMsg>,
+    next_accept: &AtomicU64,
+    msg: TaskMsg,
+) {
+    let now = Instant::now();
+    match msg {
+        TaskMsg::Accepted {
+            stream,
+            remote,
+            local,
+        } => {
+            let conn = ConnId(next_accept.fetch_add(1, Ordering::Relaxed));
+            conns.insert(conn, net::ConnHandle::spawn(conn, stream, task_tx.clone()));
+            speaker.handle(
+                now,
+                Input::Accepted {
+                    conn,
+                    remote,
+                    local,
+                },
+            );
+        }
+        TaskMsg::Connected { conn, stream } => {
+            let local = stream.local_addr();
+            match local {
+                Ok(local) => {
+                    conns.insert(conn, net::ConnHandle::spawn(conn, stream, task_tx.clone()));
+                    speaker.handle(now, Input::Connected { conn, local });
+                }
+                Err(e) => speaker.handle(
+                    now,
+                    Input::ConnectFailed {
+                        conn,
+                        reason: e.to_string(),
+                    },
+                ),
+            }
+        }
+        TaskMsg::ConnectFailed { conn, reason } => {
+            speaker.handle(now, Input::ConnectFailed { conn, reason })
+        }
+        TaskMsg::Input(input) => {
+            if let Input::Closed { conn } = &input {
+                conns.remove(conn);
+            }
+            speaker.handle(now, input)
+        }
+    }
+}
+
+fn drain(
+    speaker: &mut Speaker,
+    conns: &mut FxHashMap<ConnId, net::ConnHandle>,
+    task_tx: &mpsc::Sender<TaskMsg>,
+    events: &broadcast::Sender<SpeakerEvent>,
+) {
+    while let Some(out) = speaker.poll_output() {
+        match out {
+            Output::Connect { conn, remote, bind } => {
+                debug!(%remote, ?bind, "connecting");
+                tokio::spawn(net::connect(conn, remote, bind, task_tx.clone()));
+            }
+            Output::Send { conn, bytes } => match conns.get(&conn) {
+                Some(c) => c.send(bytes),
+                None => debug!(?conn, "send on a closed connection dropped"),
+            },
+            Output::Close { conn } => {
+                if let Some(c) = conns.remove(&conn) {
+                    tokio::spawn(c.close());
+                }
+            }
+            Output::Event(ev) => {
+                let _ = events.send(ev);
+            }
+        }
+    }
+}

@@ -1,0 +1,708 @@
+//! Routing tables and the decision process (RFC 4271 §3.2, §9; RFC 4456).
+//!
+//! * **Adj-RIB-In** is held inside the Loc-RIB: each destination keeps at most one path per
+//!   source (peer or local), and each peer keeps the set of its prefixes so a session drop is
+//!   O(its routes).
+//! * **Loc-RIB**: prefix → candidate paths, the best path and the ECMP set, with the decision
+//!   reason. Changes only mark prefixes dirty; [`Rib::run_decision`] runs once per batch of
+//!   input (holo's coalesced trigger), not once per prefix.
+//! * **Adj-RIB-Out** per peer: what we last decided to advertise, plus a FIFO of prefixes
+//!   whose advertisement changed. [`Rib::take_updates`] packs that FIFO into UPDATEs grouped by
+//!   interned attribute set; the per-peer state is bounded by the table size, never by how slow
+//!   the peer reads.
+//!
+//! Export rules live in `export.rs`, the comparison in `decision.rs`.
+
+pub mod attrs;
+pub mod decision;
+mod export;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use ipnet::IpNet;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::config::{NextHopMode, PeerRole};
+use crate::wire::{self, Family, MpNextHop, Nlri, PathAttrs, SessionCodec, Update};
+pub use attrs::Interner;
+pub use decision::{Candidate, Decision, Reason, SelectionCfg, Winner, compare, select};
+
+/// Index of a peer in the speaker's peer table.
+pub type PeerIdx = u32;
+
+/// The source index used for locally originated paths.
+pub const LOCAL: PeerIdx = u32::MAX;
+
+/// One path in the Loc-RIB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub src: PeerIdx,
+    /// Interned attributes, with NEXT_HOP removed (the next hop lives in `next_hop`).
+    pub attrs: Arc<PathAttrs>,
+    /// `None` for locally originated paths (exported as next-hop-self).
+    pub next_hop: Option<MpNextHop>,
+}
+
+impl Path {
+    /// The forwarding address of this path.
+    pub fn next_hop_addr(&self) -> Option<IpAddr> {
+        self.next_hop.map(|n| match n {
+            MpNextHop::V4(a) => IpAddr::V4(a),
+            MpNextHop::V6 { global, .. } => IpAddr::V6(global),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Dest {
+    /// Candidates; after decision the ECMP set is `paths[..best_n]`, best first.
+    paths: Vec<Path>,
+    best_n: usize,
+    /// Why the best path won (against the runner-up).
+    reason: Option<Reason>,
+    dirty: bool,
+}
+
+/// What the RIB knows about an Established peer.
+#[derive(Clone, Debug)]
+pub struct PeerMeta {
+    pub address: IpAddr,
+    pub remote_as: u32,
+    pub local_as: u32,
+    pub remote_id: Ipv4Addr,
+    pub role: PeerRole,
+    pub next_hop: NextHopMode,
+    pub allowed_local_as: u8,
+    /// Our addresses for next-hop-self toward this peer.
+    pub local_v4: Option<Ipv4Addr>,
+    pub local_v6: Option<Ipv6Addr>,
+    pub families: Vec<Family>,
+    pub codec: SessionCodec,
+}
+
+impl PeerMeta {
+    pub fn ebgp(&self) -> bool {
+        !self.role.is_ibgp()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OutRoute {
+    attrs: Arc<PathAttrs>,
+    next_hop: Option<MpNextHop>,
+}
+
+#[derive(Debug)]
+struct PeerRib {
+    meta: PeerMeta,
+    /// Prefixes this peer currently has a path for (its Adj-RIB-In).
+    adj_in: FxHashSet<IpNet>,
+    adj_out: FxHashMap<IpNet, OutRoute>,
+    pending: VecDeque<IpNet>,
+    in_pending: FxHashSet<IpNet>,
+    /// End-of-RIB still owed after the initial dump (RFC 4724 §2).
+    eor_pending: bool,
+    /// Per-peer cache: (source attrs pointer, source peer) → exported attrs.
+    export_cache: FxHashMap<(usize, PeerIdx), (Arc<PathAttrs>, Arc<PathAttrs>)>,
+    rejected: u64,
+}
+
+/// Counters per peer and family, for the API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    pub received_v4: u64,
+    pub received_v6: u64,
+    pub advertised_v4: u64,
+    pub advertised_v6: u64,
+    pub rejected: u64,
+}
+
+/// A Loc-RIB best-path change, for the FIB and event consumers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BestChange {
+    pub prefix: IpNet,
+    /// The new ECMP set (empty: the prefix is gone).
+    pub paths: Vec<Path>,
+}
+
+/// RIB-wide settings.
+#[derive(Clone, Debug)]
+pub struct RibCfg {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    pub cluster_id: Ipv4Addr,
+    pub selection: SelectionCfg,
+}
+
+/// Statistics of one UPDATE applied to the RIB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub announced: usize,
+    pub withdrawn: usize,
+    /// Dropped by loop detection or a family that was not negotiated.
+    pub rejected: usize,
+}
+
+/// The tables. See the module documentation.
+#[derive(Debug)]
+pub struct Rib {
+    cfg: RibCfg,
+    dests: FxHashMap<IpNet, Dest>,
+    dirty: Vec<IpNet>,
+    peers: FxHashMap<PeerIdx, PeerRib>,
+    interner: Interner,
+    decision_runs: u64,
+}
+
+impl Rib {
+    pub fn new(cfg: RibCfg) -> Self {
+        Rib {
+            cfg,
+            dests: FxHashMap::default(),
+            dirty: Vec::new(),
+            peers: FxHashMap::default(),
+            interner: Interner::default(),
+            decision_runs: 0,
+        }
+    }
+
+    pub fn cfg(&self) -> &RibCfg {
+        &self.cfg
+    }
+
+    pub fn decision_runs(&self) -> u64 {
+        self.decision_runs
+    }
+
+    /// Number of prefixes with a best path.
+    pub fn loc_rib_len(&self) -> usize {
+        self.dests.values().filter(|d| d.best_n > 0).count()
+    }
+
+    /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB).
+    pub fn peer_up(&mut self, idx: PeerIdx, meta: PeerMeta) {
+        let mut peer = PeerRib {
+            meta,
+            adj_in: FxHashSet::default(),
+            adj_out: FxHashMap::default(),
+            pending: VecDeque::new(),
+            in_pending: FxHashSet::default(),
+            eor_pending: true,
+            export_cache: FxHashMap::default(),
+            rejected: 0,
+        };
+        for (prefix, dest) in &self.dests {
+            if dest.best_n == 0 {
+                continue;
+            }
+            if let Some(out) = export::export(
+                &self.cfg,
+                &self.peers,
+                &mut self.interner,
+                &dest.paths[0],
+                prefix.addr().is_ipv4(),
+                idx,
+                &mut peer,
+            ) && peer.meta.families.contains(&Family::of(prefix))
+            {
+                peer.adj_out.insert(*prefix, out);
+                peer.pending.push_back(*prefix);
+                peer.in_pending.insert(*prefix);
+            }
+        }
+        self.peers.insert(idx, peer);
+    }
+
+    /// A peer left Established: its paths leave the Loc-RIB, its Adj-RIB-Out is forgotten.
+    pub fn peer_down(&mut self, idx: PeerIdx) {
+        let Some(peer) = self.peers.remove(&idx) else {
+            return;
+        };
+        for prefix in peer.adj_in {
+            self.remove_path(prefix, idx);
+        }
+    }
+
+    /// Originates (or re-originates) a local prefix.
+    pub fn originate(&mut self, prefix: IpNet, attrs: PathAttrs) {
+        let attrs = self.interner.intern(attrs);
+        self.upsert_path(
+            prefix,
+            Path {
+                src: LOCAL,
+                attrs,
+                next_hop: None,
+            },
+        );
+    }
+
+    /// Stops originating a local prefix.
+    pub fn withdraw_local(&mut self, prefix: IpNet) {
+        self.remove_path(prefix, LOCAL);
+    }
+
+    /// Applies a decoded UPDATE from `idx` (RFC 4271 §9.1.1 phase 1 + import checks).
+    pub fn apply_update(&mut self, idx: PeerIdx, update: Update) -> ApplyStats {
+        let mut stats = ApplyStats::default();
+        let Some(peer) = self.peers.get(&idx) else {
+            return stats;
+        };
+        let families = peer.meta.families.clone();
+        let ebgp = peer.meta.ebgp();
+        let allowed_local = usize::from(peer.meta.allowed_local_as);
+        let peer_local_as = peer.meta.local_as;
+
+        let Update {
+            withdrawn,
+            mut attrs,
+            nlri,
+            mp_reach,
+            mp_unreach,
+            treat_as_withdraw,
+            ..
+        } = update;
+        let withdraw = |rib: &mut Rib, n: &Nlri, stats: &mut ApplyStats| {
+            if rib.remove_peer_path(n.prefix, idx) {
+                stats.withdrawn += 1;
+            }
+        };
+        for n in &withdrawn {
+            withdraw(self, n, &mut stats);
+        }
+        if let Some(u) = &mp_unreach {
+            for n in &u.withdrawn {
+                withdraw(self, n, &mut stats);
+            }
+        }
+        let reach_v4 = nlri;
+        let reach_mp = mp_reach;
+        if treat_as_withdraw.is_some() {
+            for n in reach_v4
+                .iter()
+                .chain(reach_mp.iter().flat_map(|m| m.nlri.iter()))
+            {
+                withdraw(self, n, &mut stats);
+            }
+            return stats;
+        }
+        if reach_v4.is_empty() && reach_mp.as_ref().is_none_or(|m| m.nlri.is_empty()) {
+            return stats;
+        }
+        // Import checks that reject the whole attribute set (silent drops, not errors).
+        let looped = if ebgp {
+            // RFC 4271 §9.1.2: our own AS in the path (beyond the allowed count).
+            attrs
+                .as_path
+                .as_ref()
+                .is_some_and(|p| p.count(peer_local_as) > allowed_local)
+        } else {
+            // RFC 4456 §8: our router id as ORIGINATOR_ID, or our cluster id in CLUSTER_LIST.
+            attrs.originator_id == Some(self.cfg.router_id)
+                || attrs.cluster_list.contains(&self.cfg.cluster_id)
+        };
+        let v4_next_hop = attrs.next_hop.take();
+        if ebgp {
+            // LOCAL_PREF is never accepted from eBGP (RFC 7606 §7.5 discards it on decode);
+            // give the path the default so iBGP export carries one.
+            attrs.local_pref = None;
+        }
+        let attrs = self.interner.intern(attrs);
+        let reject = |rib: &mut Rib, n: &Nlri, stats: &mut ApplyStats| {
+            stats.rejected += 1;
+            rib.remove_peer_path(n.prefix, idx);
+        };
+        if !reach_v4.is_empty() {
+            let fam_ok = families.contains(&Family::IPV4_UNICAST);
+            for n in &reach_v4 {
+                match v4_next_hop {
+                    Some(nh) if fam_ok && !looped && n.prefix.addr().is_ipv4() => {
+                        let path = Path {
+                            src: idx,
+                            attrs: attrs.clone(),
+                            next_hop: Some(MpNextHop::V4(nh)),
+                        };
+                        self.upsert_path(n.prefix, path);
+                        stats.announced += 1;
+                    }
+                    _ => reject(self, n, &mut stats),
+                }
+            }
+        }
+        if let Some(mp) = reach_mp {
+            let fam_ok = families.contains(&mp.family) && mp.family.is_supported();
+            for n in &mp.nlri {
+                if fam_ok && !looped && Family::of(&n.prefix) == mp.family {
+                    let path = Path {
+                        src: idx,
+                        attrs: attrs.clone(),
+                        next_hop: Some(mp.next_hop),
+                    };
+                    self.upsert_path(n.prefix, path);
+                    stats.announced += 1;
+                } else {
+                    reject(self, n, &mut stats);
+                }
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&idx) {
+            p.rejected += stats.rejected as u64;
+        }
+        stats
+    }
+
+    fn upsert_path(&mut self, prefix: IpNet, path: Path) {
+        let src = path.src;
+        let dest = self.dests.entry(prefix).or_default();
+        match dest.paths.iter_mut().find(|p| p.src == src) {
+            Some(p) => {
+                if *p == path {
+                    return;
+                }
+                *p = path;
+            }
+            None => dest.paths.push(path),
+        }
+        if !dest.dirty {
+            dest.dirty = true;
+            self.dirty.push(prefix);
+        }
+        if src != LOCAL
+            && let Some(peer) = self.peers.get_mut(&src)
+        {
+            peer.adj_in.insert(prefix);
+        }
+    }
+
+    /// Removes `idx`'s path for `prefix`; true when there was one.
+    fn remove_peer_path(&mut self, prefix: IpNet, idx: PeerIdx) -> bool {
+        let had = self
+            .peers
+            .get_mut(&idx)
+            .is_some_and(|p| p.adj_in.remove(&prefix));
+        if had {
+            self.remove_path(prefix, idx);
+        }
+        had
+    }
+
+    fn remove_path(&mut self, prefix: IpNet, src: PeerIdx) {
+        let Some(dest) = self.dests.get_mut(&prefix) else {
+            return;
+        };
+        let Some(i) = dest.paths.iter().position(|p| p.src == src) else {
+            return;
+        };
+        dest.paths.swap_remove(i);
+        if !dest.dirty {
+            dest.dirty = true;
+            self.dirty.push(prefix);
+        }
+    }
+
+    /// Runs the decision process for every dirty prefix and queues the resulting
+    /// advertisements. Returns the best-path changes (for the FIB and events).
+    pub fn run_decision(&mut self) -> Vec<BestChange> {
+        if self.dirty.is_empty() {
+            return Vec::new();
+        }
+        self.decision_runs += 1;
+        let mut changes = Vec::new();
+        let dirty = std::mem::take(&mut self.dirty);
+        for prefix in dirty {
+            let Some(dest) = self.dests.get_mut(&prefix) else {
+                continue;
+            };
+            dest.dirty = false;
+            let old: Vec<Path> = dest.paths[..dest.best_n.min(dest.paths.len())].to_vec();
+            if dest.paths.is_empty() {
+                self.dests.remove(&prefix);
+                if !old.is_empty() {
+                    changes.push(BestChange {
+                        prefix,
+                        paths: Vec::new(),
+                    });
+                    self.export_prefix(prefix);
+                }
+                continue;
+            }
+            let sel = {
+                let cands: Vec<Candidate> = dest
+                    .paths
+                    .iter()
+                    .map(|p| candidate(&self.cfg, &self.peers, p))
+                    .collect();
+                select(&cands, &self.cfg.selection)
+            };
+            let Some(sel) = sel else { continue };
+            // Reorder so the ECMP set is first, best at 0.
+            let mut reordered: Vec<Path> = sel
+                .multipath
+                .iter()
+                .map(|&i| dest.paths[i].clone())
+                .collect();
+            for (i, p) in dest.paths.iter().enumerate() {
+                if !sel.multipath.contains(&i) {
+                    reordered.push(p.clone());
+                }
+            }
+            dest.paths = reordered;
+            dest.best_n = sel.multipath.len();
+            dest.reason = Some(sel.reasons[sel.best]);
+            let new = &dest.paths[..dest.best_n];
+            if old.as_slice() != new {
+                let best_changed = old.first() != new.first();
+                changes.push(BestChange {
+                    prefix,
+                    paths: new.to_vec(),
+                });
+                if best_changed {
+                    self.export_prefix(prefix);
+                }
+            }
+        }
+        changes
+    }
+
+    /// Recomputes every peer's advertisement of `prefix` from the current best path.
+    fn export_prefix(&mut self, prefix: IpNet) {
+        let best = self
+            .dests
+            .get(&prefix)
+            .and_then(|d| (d.best_n > 0).then(|| d.paths[0].clone()));
+        let family = Family::of(&prefix);
+        let idxs: Vec<PeerIdx> = self.peers.keys().copied().collect();
+        for idx in idxs {
+            let Some(mut peer) = self.peers.remove(&idx) else {
+                continue;
+            };
+            if peer.meta.families.contains(&family) {
+                let new = best.as_ref().and_then(|b| {
+                    export::export(
+                        &self.cfg,
+                        &self.peers,
+                        &mut self.interner,
+                        b,
+                        prefix.addr().is_ipv4(),
+                        idx,
+                        &mut peer,
+                    )
+                });
+                let changed = match (&new, peer.adj_out.get(&prefix)) {
+                    (None, None) => false,
+                    (Some(n), Some(o)) => n != o,
+                    _ => true,
+                };
+                if changed {
+                    match new {
+                        Some(n) => {
+                            peer.adj_out.insert(prefix, n);
+                        }
+                        None => {
+                            peer.adj_out.remove(&prefix);
+                        }
+                    }
+                    if peer.in_pending.insert(prefix) {
+                        peer.pending.push_back(prefix);
+                    }
+                }
+            }
+            self.peers.insert(idx, peer);
+        }
+    }
+
+    /// Re-sends the whole Adj-RIB-Out to `idx` (answer to ROUTE-REFRESH, RFC 2918 §4).
+    pub fn refresh_out(&mut self, idx: PeerIdx, family: Family) {
+        let Some(peer) = self.peers.get_mut(&idx) else {
+            return;
+        };
+        let prefixes: Vec<IpNet> = peer
+            .adj_out
+            .keys()
+            .filter(|p| Family::of(p) == family)
+            .copied()
+            .collect();
+        for p in prefixes {
+            if peer.in_pending.insert(p) {
+                peer.pending.push_back(p);
+            }
+        }
+    }
+
+    /// True when `idx` has advertisements waiting.
+    pub fn has_pending(&self, idx: PeerIdx) -> bool {
+        self.peers
+            .get(&idx)
+            .is_some_and(|p| !p.pending.is_empty() || p.eor_pending)
+    }
+
+    /// Packs up to `max_prefixes` pending changes of `idx` into UPDATE messages appended to
+    /// `out`, grouped by attribute set (RFC 4271 §9.2). Sends End-of-RIB once the initial dump
+    /// is out. Returns the number of UPDATE messages produced.
+    pub fn take_updates(
+        &mut self,
+        idx: PeerIdx,
+        max_prefixes: usize,
+        out: &mut Vec<Bytes>,
+    ) -> usize {
+        let Some(peer) = self.peers.get_mut(&idx) else {
+            return 0;
+        };
+        let before = out.len();
+        let mut groups: FxHashMap<(usize, Option<MpNextHop>, Family), (Arc<PathAttrs>, Vec<Nlri>)> =
+            FxHashMap::default();
+        let mut withdraw_v4: Vec<Nlri> = Vec::new();
+        let mut withdraw_v6: Vec<Nlri> = Vec::new();
+        let n = peer.pending.len().min(max_prefixes);
+        for prefix in peer.pending.drain(..n) {
+            peer.in_pending.remove(&prefix);
+            match peer.adj_out.get(&prefix) {
+                Some(r) => {
+                    let key = (
+                        Arc::as_ptr(&r.attrs) as usize,
+                        r.next_hop,
+                        Family::of(&prefix),
+                    );
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| (r.attrs.clone(), Vec::new()))
+                        .1
+                        .push(prefix.into());
+                }
+                None => match prefix {
+                    IpNet::V4(_) => withdraw_v4.push(prefix.into()),
+                    IpNet::V6(_) => withdraw_v6.push(prefix.into()),
+                },
+            }
+        }
+        let codec = &peer.meta.codec;
+        if !withdraw_v4.is_empty() {
+            wire::pack_withdraw(codec, Family::IPV4_UNICAST, &withdraw_v4, out);
+        }
+        if !withdraw_v6.is_empty() {
+            wire::pack_withdraw(codec, Family::IPV6_UNICAST, &withdraw_v6, out);
+        }
+        let mut buf = BytesMut::with_capacity(256);
+        for ((_, next_hop, family), (attrs, nlri)) in groups {
+            buf.clear();
+            if family == Family::IPV4_UNICAST {
+                let mut with_nh = (*attrs).clone();
+                with_nh.next_hop = match next_hop {
+                    Some(MpNextHop::V4(a)) => Some(a),
+                    _ => None,
+                };
+                wire::encode_path_attrs(&with_nh, codec, &mut buf);
+                wire::pack_announce(codec, &buf, family, None, &nlri, out);
+            } else {
+                wire::encode_path_attrs(&attrs, codec, &mut buf);
+                wire::pack_announce(codec, &buf, family, next_hop, &nlri, out);
+            }
+        }
+        if peer.pending.is_empty() && peer.eor_pending {
+            peer.eor_pending = false;
+            for f in &peer.meta.families {
+                out.push(wire::end_of_rib(*f));
+            }
+        }
+        out.len() - before
+    }
+
+    /// Per-peer counters for the API.
+    pub fn peer_counts(&self, idx: PeerIdx) -> PeerCounts {
+        let Some(p) = self.peers.get(&idx) else {
+            return PeerCounts::default();
+        };
+        let v4_in = p.adj_in.iter().filter(|x| x.addr().is_ipv4()).count() as u64;
+        let v4_out = p.adj_out.keys().filter(|x| x.addr().is_ipv4()).count() as u64;
+        PeerCounts {
+            received_v4: v4_in,
+            received_v6: p.adj_in.len() as u64 - v4_in,
+            advertised_v4: v4_out,
+            advertised_v6: p.adj_out.len() as u64 - v4_out,
+            rejected: p.rejected,
+        }
+    }
+
+    /// Loc-RIB entries (all candidate paths), optionally for one prefix: (prefix, path, best,
+    /// reason).
+    pub fn loc_rib(&self, prefix: Option<IpNet>) -> Vec<(IpNet, Path, bool, Reason)> {
+        let mut v = Vec::new();
+        let mut push = |p: &IpNet, d: &Dest| {
+            for (i, path) in d.paths.iter().enumerate() {
+                let best = i < d.best_n;
+                v.push((*p, path.clone(), best, d.reason.unwrap_or(Reason::Equal)));
+            }
+        };
+        match prefix {
+            Some(p) => {
+                if let Some(d) = self.dests.get(&p) {
+                    push(&p, d);
+                }
+            }
+            None => {
+                for (p, d) in &self.dests {
+                    push(p, d);
+                }
+            }
+        }
+        v
+    }
+
+    /// The Adj-RIB-In of a peer: (prefix, path).
+    pub fn adj_in(&self, idx: PeerIdx, prefix: Option<IpNet>) -> Vec<(IpNet, Path)> {
+        let Some(peer) = self.peers.get(&idx) else {
+            return Vec::new();
+        };
+        peer.adj_in
+            .iter()
+            .filter(|p| prefix.is_none_or(|x| x == **p))
+            .filter_map(|p| {
+                let d = self.dests.get(p)?;
+                d.paths
+                    .iter()
+                    .find(|x| x.src == idx)
+                    .map(|x| (*p, x.clone()))
+            })
+            .collect()
+    }
+
+    /// The Adj-RIB-Out of a peer: (prefix, attrs, next hop).
+    pub fn adj_out(
+        &self,
+        idx: PeerIdx,
+        prefix: Option<IpNet>,
+    ) -> Vec<(IpNet, Arc<PathAttrs>, Option<MpNextHop>)> {
+        let Some(peer) = self.peers.get(&idx) else {
+            return Vec::new();
+        };
+        peer.adj_out
+            .iter()
+            .filter(|(p, _)| prefix.is_none_or(|x| x == **p))
+            .map(|(p, r)| (*p, r.attrs.clone(), r.next_hop))
+            .collect()
+    }
+
+    /// The peer metadata, if the peer is up.
+    pub fn peer_meta(&self, idx: PeerIdx) -> Option<&PeerMeta> {
+        self.peers.get(&idx).map(|p| &p.meta)
+    }
+}
+
+fn candidate<'a>(cfg: &RibCfg, peers: &FxHashMap<PeerIdx, PeerRib>, p: &'a Path) -> Candidate<'a> {
+    match peers.get(&p.src) {
+        Some(peer) => Candidate {
+            attrs: &p.attrs,
+            peer_address: Some(peer.meta.address),
+            peer_router_id: peer.meta.remote_id,
+            ebgp: peer.meta.ebgp(),
+        },
+        None => Candidate {
+            attrs: &p.attrs,
+            peer_address: None,
+            peer_router_id: cfg.router_id,
+            ebgp: false,
+        },
+    }
+}

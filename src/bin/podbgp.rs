@@ -69,6 +69,20 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
     let cfg = load(&config)?;
     let (driver, handle) = Driver::new(cfg);
     let h = handle.clone();
+    let path = config.clone();
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .expect("SIGHUP handler");
+        while hup.recv().await.is_some() {
+            match load(&path) {
+                Ok(cfg) => h.reload(cfg).await,
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e:#}")
+                }
+            }
+        }
+    });
+    let h = handle.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

@@ -59,12 +59,19 @@ pub struct DriverHandle {
     pub api: mpsc::Sender<ApiRequest>,
     pub events: broadcast::Sender<SpeakerEvent>,
     shutdown: mpsc::Sender<()>,
+    reload: mpsc::Sender<SpeakerConfig>,
 }
 
 impl DriverHandle {
     /// Asks the driver to stop (sessions get Cease/Administrative Shutdown).
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(()).await;
+    }
+
+    /// Applies a new configuration. Locally originated prefixes are announced and withdrawn in
+    /// place; other changes are logged and need a restart (until live peer diffs land).
+    pub async fn reload(&self, cfg: SpeakerConfig) {
+        let _ = self.reload.send(cfg).await;
     }
 }
 
@@ -92,6 +99,7 @@ pub struct Driver {
     cfg: SpeakerConfig,
     api_rx: mpsc::Receiver<ApiRequest>,
     shutdown_rx: mpsc::Receiver<()>,
+    reload_rx: mpsc::Receiver<SpeakerConfig>,
     events: broadcast::Sender<SpeakerEvent>,
 }
 
@@ -99,17 +107,20 @@ impl Driver {
     pub fn new(cfg: SpeakerConfig) -> (Driver, DriverHandle) {
         let (api_tx, api_rx) = mpsc::channel(64);
         let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
+        let (reload_tx, reload_rx) = mpsc::channel(4);
         let (events, _) = broadcast::channel(4096);
         let handle = DriverHandle {
             api: api_tx,
             events: events.clone(),
             shutdown: shutdown_tx,
+            reload: reload_tx,
         };
         (
             Driver {
                 cfg,
                 api_rx,
                 shutdown_rx,
+                reload_rx,
                 events,
             },
             handle,
@@ -166,6 +177,11 @@ impl Driver {
                     }
                 }
                 _ = sleep => speaker.handle_timeout(Instant::now()),
+                new = self.reload_rx.recv() => {
+                    if let Some(new) = new {
+                        apply_reload(&mut speaker, new);
+                    }
+                }
                 _ = self.shutdown_rx.recv() => {
                     info!("shutting down: closing every session");
                     speaker.handle(Instant::now(), Input::Shutdown);
@@ -182,6 +198,31 @@ impl Driver {
         .await;
         Ok(())
     }
+}
+
+fn apply_reload(speaker: &mut Speaker, new: SpeakerConfig) {
+    let now = Instant::now();
+    let old = speaker.config().clone();
+    let old_set: rustc_hash::FxHashSet<_> = old.originate.iter().copied().collect();
+    let new_set: rustc_hash::FxHashSet<_> = new.originate.iter().copied().collect();
+    let (mut added, mut removed) = (0usize, 0usize);
+    for p in new_set.difference(&old_set) {
+        speaker.handle(now, Input::Originate(*p));
+        added += 1;
+    }
+    for p in old_set.difference(&new_set) {
+        speaker.handle(now, Input::WithdrawLocal(*p));
+        removed += 1;
+    }
+    let mut rest_old = old.clone();
+    rest_old.originate = new.originate.clone();
+    if rest_old != new {
+        tracing::warn!(
+            "configuration changes other than `originate` need a restart; they were not applied"
+        );
+    }
+    speaker.set_originate(new.originate);
+    info!(added, removed, "configuration reloaded");
 }
 
 fn handle_task(

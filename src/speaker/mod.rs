@@ -161,6 +161,11 @@ impl Speaker {
         &self.cfg
     }
 
+    /// Records the configured originate list (after the caller applied the difference).
+    pub fn set_originate(&mut self, originate: Vec<IpNet>) {
+        self.cfg.originate = originate;
+    }
+
     /// Handles one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.needs_flush = true;

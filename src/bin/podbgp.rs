@@ -111,7 +111,10 @@ fn main() -> ExitCode {
                 .context("cannot start the tokio runtime")?
                 .block_on(run(config))
         }),
-        Cmd::CheckConfig { config } => load(&config).map(|c| println!("{c:#?}")),
+        Cmd::CheckConfig { config } => load(&config).map(|c| {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{c:#?}");
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,8 +91,17 @@ fn link_local(ns: &Netns, ifname: &str) -> String {
         .unwrap_or_else(|| panic!("{}: no link-local address on {ifname}", ns.short_name()))
 }
 
+/// How [`pair_scenario`] stops r1's bgpd.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// [`Frr::stop`]: SIGTERM, bgpd sends a Cease NOTIFICATION.
+    Graceful,
+    /// [`Frr::kill_bgpd`]: SIGKILL, the kernel closes the TCP connections.
+    Crash,
+}
+
 /// Builds the pair, checks sessions, prefixes and FIB, stops/restarts r1's bgpd, cleans up.
-fn pair_scenario(test: &str, as1: u32, as2: u32) {
+fn pair_scenario(test: &str, as1: u32, as2: u32, stop: Stop) {
     if !require_root_and_frr() {
         return;
     }
@@ -194,7 +203,10 @@ fn pair_scenario(test: &str, as1: u32, as2: u32) {
 
     // Stop r1's bgpd: r2's sessions leave Established and r1's routes are withdrawn.
     let old_pid = f1.bgpd_pid().unwrap();
-    f1.stop();
+    match stop {
+        Stop::Graceful => f1.stop(),
+        Stop::Crash => f1.kill_bgpd(),
+    }
     assert!(f1.bgpd_pid().is_none());
     poll_until(SESSION_TIMEOUT, "r2: both sessions to r1 down", || match f2
         .established_peers()?
@@ -250,12 +262,12 @@ fn pair_scenario(test: &str, as1: u32, as2: u32) {
 
 #[test]
 fn frr_ibgp_pair_v4_v6_sessions_fib_and_restart() {
-    pair_scenario("ibgp", 65000, 65000);
+    pair_scenario("ibgp", 65000, 65000, Stop::Graceful);
 }
 
 #[test]
 fn frr_ebgp_4octet_pair_v4_v6_sessions_fib_and_restart() {
-    pair_scenario("ebgp4", 4_200_000_001, 4_200_000_002);
+    pair_scenario("ebgp4", 4_200_000_001, 4_200_000_002, Stop::Crash);
 }
 
 /// Point-to-point veths carry IPv4 and IPv6 between two namespaces (the test process talks
@@ -317,11 +329,15 @@ fn lab_p2p_link_spawn_and_cleanup() {
 
     let mut sleeper = a.spawn("sleeper", &["sleep", "600"]);
     let pid = sleeper.pid();
-    let in_ns = common::netns::run_cmd("ip", &["netns", "pids", a.name()]).unwrap();
-    assert!(
-        in_ns.split_whitespace().any(|p| p == pid.to_string()),
-        "pid {pid} not in {in_ns}"
-    );
+    // `spawn` returns once `ip netns exec` is forked; it joins the namespace right after.
+    poll_until(Duration::from_secs(5), "sleep inside netns a", || {
+        let in_ns = common::netns::run_cmd("ip", &["netns", "pids", a.name()])
+            .map_err(|e| e.to_string())?;
+        match in_ns.split_whitespace().any(|p| p == pid.to_string()) {
+            true => Ok(()),
+            false => Err(format!("pid {pid} not in [{in_ns}]")),
+        }
+    });
     assert!(sleeper.is_running());
     let out = a.run(&["sh", "-c", "echo out; echo err >&2"]);
     assert_eq!(out, "out\n");
@@ -451,4 +467,26 @@ fn poll_until_returns_value_and_times_out_with_last_error() {
     let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("waiting for: the impossible"), "{msg}");
     assert!(msg.contains("last error: still impossible"), "{msg}");
+}
+
+/// A config line bgpd rejects fails the test at once, naming the line, instead of leaving
+/// a half-configured daemon to time out later.
+#[test]
+fn frr_rejects_bad_config_early() {
+    if !require_root_and_frr() {
+        return;
+    }
+    let lab = Lab::new("badconf");
+    let ns = lab.netns("r1");
+    let conf = BgpdConfig::new(65000, "198.18.0.1")
+        .router_line("neighbor 198.18.0.2 remote-as sixty-five")
+        .render();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Frr::new(&ns, &conf)))
+        .err()
+        .expect("bad config must panic");
+    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("rejects") && msg.contains("remote-as sixty-five"),
+        "{msg}"
+    );
 }

@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 /// Prefix of every namespace the harness creates: `pbt<pid>-<lab counter>-<name>`.
 const NS_PREFIX: &str = "pbt";
 
+/// Prefix of the scratch directories in the temp dir: `podbgp-pbt<pid>-<counter>-<label>`.
+const DIR_PREFIX: &str = "podbgp-";
+
 /// Lines of each file printed when a test fails.
 const DUMP_LINES: usize = 80;
 
@@ -144,18 +147,41 @@ fn destroy_netns(ns: &str) {
     }
 }
 
-/// Deletes namespaces left by harness processes that died without cleaning up.
-fn reap_stale_namespaces() {
+/// Whether `name` (`pbt<pid>-…`, possibly after `strip`) belongs to a test process that no
+/// longer exists. A recycled PID makes a leftover look alive: it is then left alone.
+fn owner_is_dead(name: &str, strip: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(strip)
+        .and_then(|r| r.strip_prefix(NS_PREFIX))
+    else {
+        return false;
+    };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Deletes namespaces (killing the processes inside) and scratch directories left by
+/// harness processes that died without cleaning up, e.g. killed by a test timeout.
+fn reap_stale_labs() {
     for ns in netns_list() {
-        let Some(rest) = ns.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("lab: reaping namespace {ns} left by dead test process {pid}");
+        if owner_is_dead(&ns, "") {
+            eprintln!("lab: reaping namespace {ns} left by a dead test process");
             destroy_netns(&ns);
+        }
+    }
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if owner_is_dead(&name, DIR_PREFIX) {
+            eprintln!(
+                "lab: removing {} left by a dead test process",
+                e.path().display()
+            );
+            let _ = fs::remove_dir_all(e.path());
         }
     }
 }
@@ -251,9 +277,9 @@ pub struct Lab {
 impl Lab {
     /// Creates an empty lab. `name` (e.g. the test name) only labels the scratch directory.
     ///
-    /// Also reaps namespaces left by earlier test processes that no longer exist.
+    /// Also reaps namespaces and directories left by test processes that no longer exist.
     pub fn new(name: &str) -> Lab {
-        reap_stale_namespaces();
+        reap_stale_labs();
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{NS_PREFIX}{}-{n}", std::process::id());
         let label: String = name
@@ -261,7 +287,7 @@ impl Lab {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(24)
             .collect();
-        let dir = std::env::temp_dir().join(format!("podbgp-{prefix}-{label}"));
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{prefix}-{label}"));
         if dir.exists() {
             fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("clearing {}: {e}", dir.display()));
         }
@@ -529,7 +555,8 @@ impl Netns {
 
     /// Starts a long-running process inside the namespace. stdin is closed; stdout and
     /// stderr go to `<ns dir>/<name>.out` (printed if the test fails). The process is
-    /// killed (by PID) when the returned [`Proc`] drops.
+    /// killed (by PID) when the returned [`Proc`] drops. It returns as soon as the process
+    /// is forked: wait for readiness (a socket, a log line) with [`super::poll_until`].
     pub fn spawn(&self, name: &str, argv: &[&str]) -> Proc {
         let log = self.dir().join(format!("{name}.out"));
         let file = File::options()

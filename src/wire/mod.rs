@@ -21,6 +21,9 @@ mod decode;
 pub use decode::*;
 mod encode;
 pub use encode::*;
+mod attrs;
+pub use attrs::decode_update;
+mod nlri;
 
 /// Length of the fixed header: marker (16) + length (2) + type (1).
 pub const HEADER_LEN: usize = 19;

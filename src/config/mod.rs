@@ -125,6 +125,10 @@ pub struct SpeakerConfig {
     pub max_ecmp: usize,
     /// Prefixes this speaker originates.
     pub originate: Vec<IpNet>,
+    /// Next-hop-self addresses (a Calico node's IPv4/IPv6 address); default: the session's
+    /// local address (IPv4-mapped for IPv6 routes over an IPv4 session).
+    pub next_hop_ipv4: Option<Ipv4Addr>,
+    pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
     pub neighbors: Vec<PeerConfig>,
 }
 

@@ -6,6 +6,8 @@
 //! listen: { address: "0.0.0.0", port: 179 }   # or `listen: false`
 //! hold_time: 90
 //! originate: [10.244.1.0/26, "2001:db8:1::/64"]
+//! next_hop_ipv4: 198.18.0.1        # next-hop-self address (default: the session's local one)
+//! next_hop_ipv6: "2001:db8::1"
 //! neighbors:
 //!   - address: 198.18.0.2
 //!     remote_as: 65001
@@ -90,6 +92,10 @@ struct RawConfig {
     families: Vec<String>,
     #[serde(default)]
     originate: Vec<IpNet>,
+    #[serde(default)]
+    next_hop_ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    next_hop_ipv6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     neighbors: Vec<RawNeighbor>,
 }
@@ -297,6 +303,8 @@ pub fn parse_yaml(text: &str) -> Result<SpeakerConfig, ConfigError> {
         graceful_restart_time: raw.graceful_restart_time,
         max_ecmp: raw.max_ecmp,
         originate: raw.originate,
+        next_hop_ipv4: raw.next_hop_ipv4,
+        next_hop_ipv6: raw.next_hop_ipv6,
         neighbors,
     })
 }

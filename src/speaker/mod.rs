@@ -448,6 +448,8 @@ impl Speaker {
                         Some(IpAddr::V6(a)) => v6 = Some(a),
                         None => {}
                     }
+                    v4 = self.cfg.next_hop_ipv4.or(v4);
+                    v6 = self.cfg.next_hop_ipv6.or(v6);
                     let meta = PeerMeta {
                         address: peer.cfg.address,
                         remote_as: negotiated.remote_as,

@@ -1,5 +1,6 @@
 //! podbgp: a BGP route-distribution speaker for Calico-style Kubernetes clusters.
 
+pub mod api;
 pub mod config;
 pub mod session;
 pub mod speaker;

@@ -213,7 +213,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         output: JsonFlag,
     },
-    /// Stream peer-state and best-path events until interrupted.
+    /// Stream peer-state and best-path events until interrupted (exit 3 if the daemon
+    /// ends the stream).
     Watch {
         /// Exit after this many events.
         #[arg(long, value_name = "N")]
@@ -296,6 +297,14 @@ pub async fn run_client_with<W: Write + Send, E: Write + Send>(
             )?;
             Ok(EXIT_UNREACHABLE)
         }
+        Err(Failure::StreamEnded) => {
+            writeln!(
+                err,
+                "{}",
+                unreachable_message(target, "the daemon closed the event stream")
+            )?;
+            Ok(EXIT_UNREACHABLE)
+        }
         Err(Failure::Rpc(status)) => {
             if status.code() == Code::Unavailable {
                 writeln!(err, "{}", unreachable_message(target, status.message()))?;
@@ -324,6 +333,8 @@ fn status_text(s: &Status) -> String {
 enum Failure {
     Rpc(Status),
     Timeout,
+    /// The daemon ended the `watch` stream (it is shutting down).
+    StreamEnded,
     Io(std::io::Error),
 }
 
@@ -475,7 +486,7 @@ async fn run_command<W: Write + Send>(
             let mut seen = 0u64;
             while count.is_none_or(|n| seen < n) {
                 let Some(item) = stream.next().await else {
-                    break;
+                    return Err(Failure::StreamEnded);
                 };
                 let event = EventJson::from(&item?);
                 if output.json {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use podbgp::api::{ApiHandle, ApiListen, Clock};
 use podbgp::config;
 use podbgp::driver::Driver;
 
@@ -16,6 +17,8 @@ use podbgp::driver::Driver;
     about = "BGP route distribution for Calico-style Kubernetes clusters"
 )]
 struct Cli {
+    #[command(flatten)]
+    api: podbgp::cli::ApiArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -39,18 +42,26 @@ enum Cmd {
         /// Log filter (tracing EnvFilter syntax), e.g. `info` or `podbgp=debug`.
         #[arg(long, env = "PODBGP_LOG", default_value = "info")]
         log: String,
+        /// Where the gRPC API listens: a Unix socket path (default /run/podbgp/podbgp.sock,
+        /// mode 0600) or `tcp://ADDR:PORT`; `none` disables it.
+        #[arg(long, value_name = "PATH|tcp://ADDR:PORT")]
+        api_listen: Option<String>,
     },
     /// Check a configuration file and print the validated result.
     CheckConfig {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    #[command(flatten)]
+    Client(podbgp::cli::ClientCommand),
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
@@ -65,9 +76,35 @@ fn load(path: &PathBuf) -> anyhow::Result<config::SpeakerConfig> {
     config::parse_yaml(&text).with_context(|| format!("invalid configuration {}", path.display()))
 }
 
-async fn run(config: PathBuf) -> anyhow::Result<()> {
+async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> {
     let cfg = load(&config)?;
+    let yaml = std::fs::read_to_string(&config).unwrap_or_default();
     let (driver, handle) = Driver::new(cfg);
+    let (yaml_tx, yaml_rx) = tokio::sync::watch::channel(yaml);
+    let api_listen = match api_listen.as_deref() {
+        Some("none") => None,
+        Some(s) => Some(
+            s.parse::<ApiListen>()
+                .map_err(|e| anyhow::anyhow!("invalid --api-listen {s:?}: {e}"))?,
+        ),
+        None => Some(ApiListen::default()),
+    };
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api_task = match api_listen {
+        Some(listen) => {
+            let api = ApiHandle {
+                requests: handle.api.clone(),
+                events: handle.events.clone(),
+                config_yaml: yaml_rx,
+                clock: Clock::now(),
+            };
+            tracing::info!(%listen, "API listening");
+            Some(tokio::spawn(podbgp::api::serve(listen, api, async {
+                let _ = api_stop_rx.await;
+            })))
+        }
+        None => None,
+    };
     let h = handle.clone();
     let path = config.clone();
     tokio::spawn(async move {
@@ -75,7 +112,10 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
             .expect("SIGHUP handler");
         while hup.recv().await.is_some() {
             match load(&path) {
-                Ok(cfg) => h.reload(cfg).await,
+                Ok(cfg) => {
+                    let _ = yaml_tx.send(std::fs::read_to_string(&path).unwrap_or_default());
+                    h.reload(cfg).await
+                }
                 Err(e) => {
                     tracing::error!("reload failed, keeping the running configuration: {e:#}")
                 }
@@ -92,8 +132,25 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         }
         h.shutdown().await;
     });
-    driver.run().await?;
+    let result = driver.run().await;
+    let _ = api_stop_tx.send(());
+    if let Some(t) = api_task {
+        match t.await {
+            Ok(Err(e)) => tracing::warn!("API server: {e}"),
+            Err(e) => tracing::warn!("API task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result?;
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
 }
 
 fn main() -> ExitCode {
@@ -103,14 +160,20 @@ fn main() -> ExitCode {
             config,
             log_format,
             log,
-        } => init_logging(log_format, &log).and_then(|_| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("cannot start the tokio runtime")?
-                .block_on(run(config))
-        }),
+            api_listen,
+        } => init_logging(log_format, &log)
+            .and_then(|_| runtime()?.block_on(run(config, api_listen))),
+        Cmd::Client(c) => {
+            let code =
+                runtime().and_then(|rt| rt.block_on(podbgp::cli::run_client(c, cli.api.target())));
+            return match code {
+                Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("podbgp: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Cmd::CheckConfig { config } => load(&config).map(|c| {
             use std::io::Write;
             let _ = writeln!(std::io::stdout(), "{c:#?}");

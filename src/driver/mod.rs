@@ -21,27 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info};
 
+pub use crate::api::ApiRequest;
 use crate::config::SpeakerConfig;
 use crate::session::ConnId;
-use crate::speaker::{Command, Input, Output, Query, QueryError, Speaker, SpeakerEvent, View};
+use crate::speaker::{Input, Output, Speaker, SpeakerEvent};
 
 pub use net::listen_socket;
-
-/// A request from the API adapter.
-#[derive(Debug)]
-pub enum ApiRequest {
-    Query {
-        query: Query,
-        reply: oneshot::Sender<Result<View, QueryError>>,
-    },
-    Command {
-        command: Command,
-        reply: oneshot::Sender<Result<(), QueryError>>,
-    },
-}
 
 /// Errors that stop the driver.
 #[derive(Debug, thiserror::Error)]

@@ -129,9 +129,17 @@ impl Driver {
         let mut conns: FxHashMap<ConnId, net::ConnHandle> = FxHashMap::default();
         let next_accept = Arc::new(AtomicU64::new(1 << 63));
         let mut shutting_down = false;
+        // Connections being flushed and closed; awaited (bounded) before returning.
+        let mut closing: Vec<tokio::task::JoinHandle<()>> = Vec::new();
 
         loop {
-            drain(&mut speaker, &mut conns, &task_tx, &self.events);
+            drain(
+                &mut speaker,
+                &mut conns,
+                &mut closing,
+                &task_tx,
+                &self.events,
+            );
             if shutting_down {
                 break;
             }
@@ -178,10 +186,10 @@ impl Driver {
             }
         }
         // Let writers flush the NOTIFICATIONs, bounded in time.
-        let writers: Vec<_> = conns.into_values().map(|c| c.close()).collect();
+        closing.extend(conns.into_values().map(|c| tokio::spawn(c.close())));
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),
-            futures::future::join_all(writers),
+            futures::future::join_all(closing),
         )
         .await;
         Ok(())
@@ -269,6 +277,7 @@ fn handle_task(
 fn drain(
     speaker: &mut Speaker,
     conns: &mut FxHashMap<ConnId, net::ConnHandle>,
+    closing: &mut Vec<tokio::task::JoinHandle<()>>,
     task_tx: &mpsc::Sender<TaskMsg>,
     events: &broadcast::Sender<SpeakerEvent>,
 ) {
@@ -284,7 +293,8 @@ fn drain(
             },
             Output::Close { conn } => {
                 if let Some(c) = conns.remove(&conn) {
-                    tokio::spawn(c.close());
+                    closing.retain(|h| !h.is_finished());
+                    closing.push(tokio::spawn(c.close()));
                 }
             }
             Output::Event(ev) => {

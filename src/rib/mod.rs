@@ -58,9 +58,10 @@ impl Path {
 
 #[derive(Debug, Default)]
 struct Dest {
-    /// Candidates; after decision the ECMP set is `paths[..best_n]`, best first.
+    /// Candidates, in arrival order (edited in place between decision runs).
     paths: Vec<Path>,
-    best_n: usize,
+    /// The ECMP set chosen by the last decision run, best first (empty: unreachable).
+    best: Vec<Path>,
     /// Why the best path won (against the runner-up).
     reason: Option<Reason>,
     dirty: bool,
@@ -179,7 +180,7 @@ impl Rib {
 
     /// Number of prefixes with a best path.
     pub fn loc_rib_len(&self) -> usize {
-        self.dests.values().filter(|d| d.best_n > 0).count()
+        self.dests.values().filter(|d| !d.best.is_empty()).count()
     }
 
     /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB).
@@ -195,14 +196,14 @@ impl Rib {
             rejected: 0,
         };
         for (prefix, dest) in &self.dests {
-            if dest.best_n == 0 {
+            let Some(best) = dest.best.first() else {
                 continue;
-            }
+            };
             if let Some(out) = export::export(
                 &self.cfg,
                 &self.peers,
                 &mut self.interner,
-                &dest.paths[0],
+                best,
                 prefix.addr().is_ipv4(),
                 idx,
                 &mut peer,
@@ -416,8 +417,8 @@ impl Rib {
                 continue;
             };
             dest.dirty = false;
-            let old: Vec<Path> = dest.paths[..dest.best_n.min(dest.paths.len())].to_vec();
             if dest.paths.is_empty() {
+                let old = std::mem::take(&mut dest.best);
                 self.dests.remove(&prefix);
                 if !old.is_empty() {
                     changes.push(BestChange {
@@ -437,27 +438,16 @@ impl Rib {
                 select(&cands, &self.cfg.selection)
             };
             let Some(sel) = sel else { continue };
-            // Reorder so the ECMP set is first, best at 0.
-            let mut reordered: Vec<Path> = sel
+            let new: Vec<Path> = sel
                 .multipath
                 .iter()
                 .map(|&i| dest.paths[i].clone())
                 .collect();
-            for (i, p) in dest.paths.iter().enumerate() {
-                if !sel.multipath.contains(&i) {
-                    reordered.push(p.clone());
-                }
-            }
-            dest.paths = reordered;
-            dest.best_n = sel.multipath.len();
             dest.reason = Some(sel.reasons[sel.best]);
-            let new = &dest.paths[..dest.best_n];
-            if old.as_slice() != new {
-                let best_changed = old.first() != new.first();
-                changes.push(BestChange {
-                    prefix,
-                    paths: new.to_vec(),
-                });
+            if dest.best != new {
+                let best_changed = dest.best.first() != new.first();
+                dest.best = new.clone();
+                changes.push(BestChange { prefix, paths: new });
                 if best_changed {
                     self.export_prefix(prefix);
                 }
@@ -471,7 +461,7 @@ impl Rib {
         let best = self
             .dests
             .get(&prefix)
-            .and_then(|d| (d.best_n > 0).then(|| d.paths[0].clone()));
+            .and_then(|d| d.best.first().cloned());
         let family = Family::of(&prefix);
         let idxs: Vec<PeerIdx> = self.peers.keys().copied().collect();
         for idx in idxs {
@@ -630,8 +620,8 @@ impl Rib {
     pub fn loc_rib(&self, prefix: Option<IpNet>) -> Vec<(IpNet, Path, bool, Reason)> {
         let mut v = Vec::new();
         let mut push = |p: &IpNet, d: &Dest| {
-            for (i, path) in d.paths.iter().enumerate() {
-                let best = i < d.best_n;
+            for path in &d.paths {
+                let best = d.best.contains(path);
                 v.push((*p, path.clone(), best, d.reason.unwrap_or(Reason::Equal)));
             }
         };

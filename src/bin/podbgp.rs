@@ -47,6 +47,8 @@ enum Cmd {
         #[arg(long, value_name = "PATH|tcp://ADDR:PORT")]
         api_listen: Option<String>,
     },
+    /// Run a three-node full mesh on loopback, print its status and routes, and tear it down.
+    Demo,
     /// Check a configuration file and print the validated result.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -163,6 +165,7 @@ fn main() -> ExitCode {
             api_listen,
         } => init_logging(log_format, &log)
             .and_then(|_| runtime()?.block_on(run(config, api_listen))),
+        Cmd::Demo => runtime().and_then(|rt| rt.block_on(podbgp::demo::run())),
         Cmd::Client(c) => {
             let code =
                 runtime().and_then(|rt| rt.block_on(podbgp::cli::run_client(c, cli.api.target())));

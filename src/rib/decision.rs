@@ -53,7 +53,7 @@ pub enum Reason {
     RouterId,
     ClusterListLength,
     PeerAddress,
-    /// Nothing separated them (same source): kept for completeness.
+    /// Nothing separated them, or there was no other path.
     Equal,
 }
 
@@ -69,7 +69,7 @@ impl Reason {
             Reason::RouterId => "router-id",
             Reason::ClusterListLength => "cluster-list-length",
             Reason::PeerAddress => "peer-address",
-            Reason::Equal => "equal",
+            Reason::Equal => "only-path",
         }
     }
 

@@ -524,7 +524,12 @@ impl Speaker {
                 table,
                 peer,
                 prefix,
-            } => self.routes(*table, *peer, *prefix).map(View::Routes),
+            } => {
+                let mut routes = self.routes(*table, *peer, *prefix)?;
+                routes
+                    .sort_by(|a, b| (a.prefix, !a.best, a.peer).cmp(&(b.prefix, !b.best, b.peer)));
+                Ok(View::Routes(routes))
+            }
         }
     }
 

@@ -26,21 +26,26 @@
 //!   transport, which carries the other family anyway).
 //! * eBGP-learned routes go to the iBGP peer with the next hop unchanged (the eBGP FRR's
 //!   address), AS_PATH `65010` and LOCAL_PREF 100.
-//! * Nothing goes back to the peer it came from.
+//! * Nothing goes back to the peer it came from. (FRR does echo podbgp's routes back over
+//!   eBGP with AS_PATH `65010 4200000001`; podbgp must drop them by AS-path loop detection,
+//!   §9.1.2, so they count in FRR's `pfxSnt` but not in podbgp's received/accepted.)
 //!
 //! Scenario:
 //! 1. all four sessions Established; FRR's `show bgp summary json` has the exact `pfxRcd`
 //!    (and `pfxSnt`) per session; FRR's BGP tables hold exactly the expected prefixes with
 //!    the expected AS path, next hop, LOCAL_PREF; podbgp's `peers --json` agrees (state,
 //!    remote AS, received/accepted/advertised per family) and its Loc-RIB (`routes --json`)
-//!    holds exactly the expected prefixes with the right peer, next hop and AS path;
-//! 2. the eBGP FRR's bgpd is stopped (SIGTERM, Cease): podbgp's two sessions to it leave
-//!    Established, its routes leave podbgp's Loc-RIB and the iBGP FRR's table, the iBGP
-//!    sessions stay up;
+//!    holds exactly the expected prefixes with the right peer, next hop and AS path; zebra
+//!    on both FRRs installed the routes learned through podbgp with the right gateway;
+//! 2. the eBGP FRR's bgpd is stopped (SIGTERM; FRR 8.4 sends no NOTIFICATION when graceful
+//!    restart was negotiated, "configured Graceful-Restart, skipping unconfig notification",
+//!    so podbgp sees the TCP connection close; FRR's GR capability lists no families, so
+//!    podbgp keeps nothing as stale): podbgp's two sessions to it leave Established, its
+//!    routes leave podbgp's Loc-RIB and the iBGP FRR's table, the iBGP sessions stay up;
 //! 3. the eBGP FRR's bgpd restarts: everything of step 1 holds again, with the same podbgp
 //!    process (same PID, still running) and the iBGP sessions never flapped;
 //! 4. podbgp gets SIGTERM: it exits with status 0 within a few seconds, and both FRRs see
-//!    their sessions end with a Cease NOTIFICATION received.
+//!    their sessions end with a Cease NOTIFICATION received and podbgp's routes flushed.
 //!
 //! Run: `cargo test --test netns_frr -- --nocapture` (as root, FRR installed).
 
@@ -328,8 +333,8 @@ impl World {
         doc
     }
 
-    /// `(prefix, peer, next hop, AS path)` of every Loc-RIB entry podbgp should have; the
-    /// peer is `None` for its own routes.
+    /// `(prefix, peer, AS path)` of every Loc-RIB entry podbgp should have; the peer is
+    /// `None` for its own routes, and learned routes' next hop is the peer's address.
     fn pod_loc_rib(self) -> Vec<(&'static str, Option<&'static str>, Vec<u32>)> {
         let mut v = Vec::new();
         for afi in Afi::ALL {
@@ -405,6 +410,12 @@ fn check_pod(pod: &Pod, world: World) -> Result<(), String> {
             if !up {
                 if p["state"] == "established" {
                     return Err(format!("podbgp: {addr} still established"));
+                }
+                // Nothing held from or advertised to a peer that is down.
+                for f in p["families"].as_array().into_iter().flatten() {
+                    if f["received"] != 0 || f["accepted"] != 0 || f["advertised"] != 0 {
+                        return Err(format!("podbgp peer {addr} is down but counts {f}"));
+                    }
                 }
                 continue;
             }
@@ -574,6 +585,25 @@ fn podbgp_with_frr_ibgp_ebgp_v4_v6_restart_and_shutdown() {
         "iBGP sessions flapped during start-up"
     );
 
+    // zebra installed the routes learned through podbgp: the eBGP FRR's routes in the iBGP
+    // FRR's FIB via the unchanged next hop, the iBGP FRR's routes in the eBGP FRR's FIB via
+    // podbgp (next hop self).
+    for (ns, dst, gateway) in [
+        (&ibgp_ns, EBGP.nets4[0], EBGP.v4),
+        (&ibgp_ns, POD.nets4[0], POD.v4),
+        (&ebgp_ns, IBGP.nets4[0], POD.v4),
+        (&ebgp_ns, POD.nets4[0], POD.v4),
+    ] {
+        let what = format!("{}: FIB route {dst} via {gateway}", ns.short_name());
+        poll_until(CONVERGE_TIMEOUT, &what, || {
+            let route = ns.route(dst).ok_or("no such kernel route")?;
+            json_subset(
+                &json!({"protocol": "bgp", "dev": "eth0", "gateway": gateway}),
+                &route.raw,
+            )
+        });
+    }
+
     // The 4-octet AS went through the 4-octet AS capability on both sides.
     for (frr, me) in [(&ibgp, &IBGP), (&ebgp, &EBGP)] {
         let neighbors = Value::Object(frr.neighbors().unwrap_or_else(|e| panic!("{e}")));
@@ -607,14 +637,16 @@ fn podbgp_with_frr_ibgp_ebgp_v4_v6_restart_and_shutdown() {
     );
     assert!(pod.proc.is_running(), "podbgp exited");
     assert_eq!(pod.proc.pid(), pod_pid);
-    eprintln!(
-        "DEBUG peers down: {}",
-        serde_json::to_string_pretty(&pod.peers().unwrap()).unwrap()
-    );
 
     // 3. Restart it: the sessions come back without touching podbgp.
+    let old_bgpd = ebgp.bgpd_pid();
     let t_start = Instant::now();
     ebgp.start();
+    assert_ne!(
+        ebgp.bgpd_pid(),
+        old_bgpd,
+        "eBGP FRR's bgpd was not restarted"
+    );
     wait_world(&pod, &ibgp, Some(&ebgp), up, SESSION_TIMEOUT);
     eprintln!(
         "eBGP FRR restarted: re-established and converged after {:.1?}",
@@ -647,40 +679,44 @@ fn podbgp_with_frr_ibgp_ebgp_v4_v6_restart_and_shutdown() {
         pod.proc.output()
     );
     eprintln!("podbgp exited with {status} {took:.1?} after SIGTERM");
+    // Each FRR got a Cease NOTIFICATION on both sessions (6/2 Administrative Shutdown, or
+    // 6/9 Hard Reset wrapping it, RFC 8538) and flushed podbgp's routes: podbgp's
+    // graceful-restart capability lists no families, so nothing is kept as stale.
     for (frr, me) in [(&ibgp, &IBGP), (&ebgp, &EBGP)] {
         let what = format!(
-            "{}: sessions to podbgp ended by a Cease NOTIFICATION",
+            "{}: sessions to podbgp ended by a Cease NOTIFICATION, routes flushed",
             me.name
         );
         poll_until(CONVERGE_TIMEOUT, &what, || {
             let neighbors = Value::Object(frr.neighbors()?);
             for afi in Afi::ALL {
-                json_subset(
-                    &json!({POD.addr(afi): {
-                        "lastResetDueTo": "BGP Notification received",
-                        "lastErrorCodeSubcode": "0602",
-                    }}),
-                    &neighbors,
-                )?;
-                if neighbors[POD.addr(afi)]["bgpState"] == "Established" {
+                let n = &neighbors[POD.addr(afi)];
+                json_subset(&json!({"lastResetDueTo": "BGP Notification received"}), n)?;
+                let code = n["lastErrorCodeSubcode"].as_str().unwrap_or("");
+                let reason = n["lastNotificationReason"].as_str().unwrap_or("");
+                if !code.starts_with("06") || !reason.starts_with("Cease") {
+                    return Err(format!(
+                        "{}: last NOTIFICATION {code} {reason:?}, want a Cease",
+                        POD.addr(afi)
+                    ));
+                }
+                if n["bgpState"] == "Established" {
                     return Err(format!("{} still Established", POD.addr(afi)));
+                }
+                let table = frr.routes(afi)?;
+                let mut have: Vec<&str> = table.keys().map(String::as_str).collect();
+                let mut own = me.nets(afi).to_vec();
+                have.sort();
+                own.sort();
+                if have != own {
+                    return Err(format!(
+                        "show bgp {} unicast json has {have:?}, want only its own {own:?}",
+                        afi.frr_name()
+                    ));
                 }
             }
             Ok(())
         });
     }
-    eprintln!(
-        "DEBUG ibgp neigh end: {}",
-        ibgp.vtysh("show bgp neighbors json")
-    );
-    eprintln!(
-        "DEBUG ibgp v4 end: {}",
-        ibgp.vtysh("show bgp ipv4 unicast json")
-    );
-    eprintln!(
-        "DEBUG ebgp v4 end: {}",
-        ebgp.vtysh("show bgp ipv4 unicast json")
-    );
-    eprintln!("DEBUG pod log: {}", pod.proc.output());
     eprintln!("scenario took {:.1?}", t0.elapsed());
 }

@@ -409,3 +409,39 @@ fn header_error_from_framing_is_sent_as_notification() {
     assert_eq!(n.data.as_ref(), &[0, 10]);
     assert_eq!(h.s.state(), State::Idle);
 }
+
+#[test]
+fn stop_with_the_n_bit_on_both_sides_sends_hard_reset_wrapping_the_cease() {
+    let mut c = cfg(true, Ipv4Addr::new(198, 18, 0, 1));
+    c.graceful_restart_time = Some(120);
+    let mut h = H::new(c);
+    h.ev(SessionEvent::Start);
+    h.ev(SessionEvent::Accepted { conn: IN });
+    let open = Open {
+        version: 4,
+        my_as: 65002,
+        hold_time: 9,
+        bgp_id: PEER_ID,
+        capabilities: vec![
+            Capability::FourOctetAs(65002),
+            Capability::GracefulRestart {
+                restart_state: false,
+                notification: true,
+                restart_time: 120,
+                families: vec![],
+            },
+        ],
+    };
+    h.msg(IN, enc(&Message::Open(open)));
+    h.msg(IN, keepalive());
+    assert_eq!(h.s.state(), State::Established);
+    let a = h
+        .ev(SessionEvent::Stop {
+            subcode: 2,
+            data: Bytes::new(),
+        })
+        .to_vec();
+    let (_, n) = notification(&a).unwrap();
+    // RFC 8538 §3: Cease/Hard Reset, data = ErrCode, Subcode (and data) of the wrapped error.
+    assert_eq!((n.code, n.subcode, n.data.as_ref()), (6, 9, &[6u8, 2][..]));
+}

@@ -58,6 +58,12 @@ pub(super) fn export(
             &to.meta.local_v6,
             prefix_is_v4,
         )?),
+        // A link-local next hop is only usable on the link it was learned on (RFC 2545 §3);
+        // pass the global address on.
+        (_, Some(MpNextHop::V6 { global, .. })) => Some(MpNextHop::V6 {
+            global,
+            link_local: None,
+        }),
         (_, Some(nh)) => Some(nh),
     };
 

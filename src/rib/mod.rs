@@ -255,6 +255,9 @@ impl Rib {
         let ebgp = peer.meta.ebgp();
         let allowed_local = usize::from(peer.meta.allowed_local_as);
         let peer_local_as = peer.meta.local_as;
+        let peer_remote_as = peer.meta.remote_as;
+        let (own_v4_addr, own_v6) = (peer.meta.local_v4, peer.meta.local_v6);
+        let own_v4 = |a: std::net::Ipv4Addr| Some(a) == own_v4_addr;
 
         let Update {
             withdrawn,
@@ -292,6 +295,18 @@ impl Rib {
         if reach_v4.is_empty() && reach_mp.as_ref().is_none_or(|m| m.nlri.is_empty()) {
             return stats;
         }
+        // RFC 4271 §6.3: on eBGP the leftmost AS must be the peer's ("enforce first AS");
+        // robustness pin: treat-as-withdraw, the session stays up.
+        if ebgp && attrs.as_path.as_ref().and_then(|p| p.first_asn()) != Some(peer_remote_as) {
+            for n in reach_v4
+                .iter()
+                .chain(reach_mp.iter().flat_map(|m| m.nlri.iter()))
+            {
+                withdraw(self, n, &mut stats);
+                stats.rejected += 1;
+            }
+            return stats;
+        }
         // Import checks that reject the whole attribute set (silent drops, not errors).
         let looped = if ebgp {
             // RFC 4271 §9.1.2: our own AS in the path (beyond the allowed count).
@@ -319,7 +334,7 @@ impl Rib {
             let fam_ok = families.contains(&Family::IPV4_UNICAST);
             for n in &reach_v4 {
                 match v4_next_hop {
-                    Some(nh) if fam_ok && !looped && n.prefix.addr().is_ipv4() => {
+                    Some(nh) if fam_ok && !looped && !own_v4(nh) && n.prefix.addr().is_ipv4() => {
                         let path = Path {
                             src: idx,
                             attrs: attrs.clone(),
@@ -333,7 +348,12 @@ impl Rib {
             }
         }
         if let Some(mp) = reach_mp {
-            let fam_ok = families.contains(&mp.family) && mp.family.is_supported();
+            // RFC 4271 §6.3: a next hop that is one of our own addresses is ignored (not an error).
+            let own = match mp.next_hop {
+                MpNextHop::V4(a) => own_v4(a),
+                MpNextHop::V6 { global, .. } => own_v6 == Some(global),
+            };
+            let fam_ok = families.contains(&mp.family) && mp.family.is_supported() && !own;
             for n in &mp.nlri {
                 if fam_ok && !looped && Family::of(&n.prefix) == mp.family {
                     let path = Path {
@@ -438,11 +458,15 @@ impl Rib {
                 select(&cands, &self.cfg.selection)
             };
             let Some(sel) = sel else { continue };
-            let new: Vec<Path> = sel
-                .multipath
-                .iter()
-                .map(|&i| dest.paths[i].clone())
-                .collect();
+            // The ECMP set holds distinct next hops only (two reflected copies of one route
+            // are one forwarding path).
+            let mut new: Vec<Path> = Vec::with_capacity(sel.multipath.len());
+            for &i in &sel.multipath {
+                let p = &dest.paths[i];
+                if !new.iter().any(|q| q.next_hop_addr() == p.next_hop_addr()) {
+                    new.push(p.clone());
+                }
+            }
             dest.reason = Some(sel.reasons[sel.best]);
             if dest.best != new {
                 let best_changed = dest.best.first() != new.first();

@@ -488,7 +488,29 @@ impl Session {
             data,
         };
         for c in std::mem::take(&mut self.conns) {
-            self.send_notification(c.id, &n, &c.codec, out);
+            // RFC 8538 §5.1: with the N bit on both sides, any Cease but Hard Reset is taken
+            // as graceful; a deliberate stop is wrapped in Hard Reset (6/9) carrying the
+            // original subcode and data, so the peer flushes our routes at once.
+            let n_bit = self.cfg.graceful_restart_time.is_some()
+                && c.negotiated
+                    .as_ref()
+                    .and_then(|x| x.peer_graceful_restart.as_ref())
+                    .is_some_and(|g| g.notification);
+            if n_bit && subcode != cease::HARD_RESET {
+                // RFC 8538 §3: Data = ErrCode, Subcode and Data of the wrapped NOTIFICATION.
+                let mut data = Vec::with_capacity(2 + n.data.len());
+                data.push(code::CEASE);
+                data.push(subcode);
+                data.extend_from_slice(&n.data);
+                let hard = Notification {
+                    code: code::CEASE,
+                    subcode: cease::HARD_RESET,
+                    data: Bytes::from(data),
+                };
+                self.send_notification(c.id, &hard, &c.codec, out);
+            } else {
+                self.send_notification(c.id, &n, &c.codec, out);
+            }
             out.push(SessionAction::Close { conn: c.id });
         }
         let cause = Cause::Stop(subcode);

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Interner, LOCAL, OutRoute, Path, PeerIdx, PeerRib, RibCfg};
+use ipnet::IpNet;
+
+use super::{Interner, LOCAL, OutRoute, Path, PeerIdx, PeerRib, Policy, RibCfg};
 use crate::config::{NextHopMode, PeerRole};
 use crate::wire::{AsPath, MpNextHop, PathAttrs};
 
@@ -25,12 +27,22 @@ pub(super) fn export(
     cfg: &RibCfg,
     peers: &FxHashMap<PeerIdx, PeerRib>,
     interner: &mut Interner,
+    policy: &dyn Policy,
     path: &Path,
-    prefix_is_v4: bool,
+    prefix: &IpNet,
     to_idx: PeerIdx,
     to: &mut PeerRib,
 ) -> Option<OutRoute> {
     if path.src == to_idx {
+        return None;
+    }
+    let prefix_is_v4 = prefix.addr().is_ipv4();
+    let src_meta = if path.src == LOCAL {
+        None
+    } else {
+        Some(&peers.get(&path.src)?.meta)
+    };
+    if !policy.export(&to.meta, prefix, &path.attrs, src_meta) {
         return None;
     }
     let src_role = if path.src == LOCAL {

@@ -156,7 +156,43 @@ pub struct Rib {
     peers: FxHashMap<PeerIdx, PeerRib>,
     interner: Interner,
     decision_runs: u64,
+    /// Encoded attribute blocks shared by every peer that gets the same exported set:
+    /// (exported attrs pointer, 4-octet AS session, IPv4 NEXT_HOP) → bytes. The `Arc` in the
+    /// value keeps the pointer valid.
+    encoded: FxHashMap<(usize, bool, Option<Ipv4Addr>), (Arc<PathAttrs>, Bytes)>,
+    policy: Arc<dyn Policy>,
 }
+
+/// Import and export policy, consulted per prefix after the protocol rules (loop checks,
+/// split horizon). The default accepts everything; the Calico datastore mode plugs in its pool
+/// and block filters here.
+pub trait Policy: Send + Sync + std::fmt::Debug {
+    /// May the route `prefix` with `attrs` from `peer` enter the Loc-RIB?
+    fn import(&self, peer: &PeerMeta, prefix: &IpNet, attrs: &PathAttrs) -> bool {
+        let _ = (peer, prefix, attrs);
+        true
+    }
+    /// May the best route `prefix` (from `src`, `None` when local) be advertised to `to`?
+    fn export(
+        &self,
+        to: &PeerMeta,
+        prefix: &IpNet,
+        attrs: &PathAttrs,
+        src: Option<&PeerMeta>,
+    ) -> bool {
+        let _ = (to, prefix, attrs, src);
+        true
+    }
+}
+
+/// The default policy: accept everything.
+#[derive(Debug, Default)]
+pub struct AcceptAll;
+
+impl Policy for AcceptAll {}
+
+/// Bound on the shared encoded-attribute cache (entries); cleared wholesale when reached.
+const ENCODED_CACHE_MAX: usize = 65_536;
 
 impl Rib {
     pub fn new(cfg: RibCfg) -> Self {
@@ -167,7 +203,15 @@ impl Rib {
             peers: FxHashMap::default(),
             interner: Interner::default(),
             decision_runs: 0,
+            encoded: FxHashMap::default(),
+            policy: Arc::new(AcceptAll),
         }
+    }
+
+    /// Replaces the import/export policy. Existing routes are not re-evaluated; callers follow
+    /// with a refresh (route refresh inbound, `refresh_out` outbound) where needed.
+    pub fn set_policy(&mut self, policy: Arc<dyn Policy>) {
+        self.policy = policy;
     }
 
     pub fn cfg(&self) -> &RibCfg {
@@ -203,8 +247,9 @@ impl Rib {
                 &self.cfg,
                 &self.peers,
                 &mut self.interner,
+                &*self.policy,
                 best,
-                prefix.addr().is_ipv4(),
+                prefix,
                 idx,
                 &mut peer,
             ) && peer.meta.families.contains(&Family::of(prefix))
@@ -256,6 +301,7 @@ impl Rib {
         let allowed_local = usize::from(peer.meta.allowed_local_as);
         let peer_local_as = peer.meta.local_as;
         let peer_remote_as = peer.meta.remote_as;
+        let meta = peer.meta.clone();
         let (own_v4_addr, own_v6) = (peer.meta.local_v4, peer.meta.local_v6);
         let own_v4 = |a: std::net::Ipv4Addr| Some(a) == own_v4_addr;
 
@@ -334,7 +380,13 @@ impl Rib {
             let fam_ok = families.contains(&Family::IPV4_UNICAST);
             for n in &reach_v4 {
                 match v4_next_hop {
-                    Some(nh) if fam_ok && !looped && !own_v4(nh) && n.prefix.addr().is_ipv4() => {
+                    Some(nh)
+                        if fam_ok
+                            && !looped
+                            && !own_v4(nh)
+                            && n.prefix.addr().is_ipv4()
+                            && self.policy.import(&meta, &n.prefix, &attrs) =>
+                    {
                         let path = Path {
                             src: idx,
                             attrs: attrs.clone(),
@@ -355,7 +407,11 @@ impl Rib {
             };
             let fam_ok = families.contains(&mp.family) && mp.family.is_supported() && !own;
             for n in &mp.nlri {
-                if fam_ok && !looped && Family::of(&n.prefix) == mp.family {
+                if fam_ok
+                    && !looped
+                    && Family::of(&n.prefix) == mp.family
+                    && self.policy.import(&meta, &n.prefix, &attrs)
+                {
                     let path = Path {
                         src: idx,
                         attrs: attrs.clone(),
@@ -498,8 +554,9 @@ impl Rib {
                         &self.cfg,
                         &self.peers,
                         &mut self.interner,
+                        &*self.policy,
                         b,
-                        prefix.addr().is_ipv4(),
+                        &prefix,
                         idx,
                         &mut peer,
                     )
@@ -598,21 +655,32 @@ impl Rib {
         if !withdraw_v6.is_empty() {
             wire::pack_withdraw(codec, Family::IPV6_UNICAST, &withdraw_v6, out);
         }
-        let mut buf = BytesMut::with_capacity(256);
-        for ((_, next_hop, family), (attrs, nlri)) in groups {
-            buf.clear();
-            if family == Family::IPV4_UNICAST {
-                let mut with_nh = (*attrs).clone();
-                with_nh.next_hop = match next_hop {
-                    Some(MpNextHop::V4(a)) => Some(a),
-                    _ => None,
-                };
-                wire::encode_path_attrs(&with_nh, codec, &mut buf);
-                wire::pack_announce(codec, &buf, family, None, &nlri, out);
-            } else {
-                wire::encode_path_attrs(&attrs, codec, &mut buf);
-                wire::pack_announce(codec, &buf, family, next_hop, &nlri, out);
-            }
+        if self.encoded.len() > ENCODED_CACHE_MAX {
+            self.encoded.clear();
+        }
+        for ((ptr, next_hop, family), (attrs, nlri)) in groups {
+            let v4 = family == Family::IPV4_UNICAST;
+            let nh4 = match next_hop {
+                Some(MpNextHop::V4(a)) if v4 => Some(a),
+                _ => None,
+            };
+            let (_, bytes) = self
+                .encoded
+                .entry((ptr, codec.four_octet_as, nh4))
+                .or_insert_with(|| {
+                    let mut buf = BytesMut::with_capacity(128);
+                    if v4 {
+                        // IPv4 unicast carries its next hop in NEXT_HOP (RFC 4271 §5.1.3).
+                        let mut with_nh = (*attrs).clone();
+                        with_nh.next_hop = nh4;
+                        wire::encode_path_attrs(&with_nh, codec, &mut buf);
+                    } else {
+                        wire::encode_path_attrs(&attrs, codec, &mut buf);
+                    }
+                    (attrs.clone(), buf.freeze())
+                });
+            let mp_next_hop = if v4 { None } else { next_hop };
+            wire::pack_announce(codec, bytes, family, mp_next_hop, &nlri, out);
         }
         if peer.pending.is_empty() && peer.eor_pending {
             peer.eor_pending = false;
@@ -718,5 +786,151 @@ fn candidate<'a>(cfg: &RibCfg, peers: &FxHashMap<PeerIdx, PeerRib>, p: &'a Path)
             peer_router_id: cfg.router_id,
             ebgp: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{AsSegment, Origin, SegmentType};
+
+    fn meta(last: u8, role: PeerRole, remote_as: u32) -> PeerMeta {
+        PeerMeta {
+            address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, last)),
+            remote_as,
+            local_as: 64512,
+            remote_id: Ipv4Addr::new(198, 18, 0, last),
+            role,
+            next_hop: NextHopMode::Self_,
+            allowed_local_as: 0,
+            local_v4: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            local_v6: None,
+            families: vec![Family::IPV4_UNICAST],
+            codec: SessionCodec {
+                four_octet_as: true,
+                ..SessionCodec::default()
+            },
+        }
+    }
+
+    fn rib() -> Rib {
+        Rib::new(RibCfg {
+            local_as: 64512,
+            router_id: Ipv4Addr::new(198, 18, 0, 1),
+            cluster_id: Ipv4Addr::new(198, 18, 0, 1),
+            selection: SelectionCfg::default(),
+        })
+    }
+
+    fn announce(prefix: &str, nh: [u8; 4], asns: &[u32]) -> Update {
+        Update {
+            attrs: PathAttrs {
+                origin: Some(Origin::Igp),
+                as_path: Some(crate::wire::AsPath {
+                    segments: vec![AsSegment {
+                        kind: SegmentType::Sequence,
+                        asns: asns.to_vec(),
+                    }],
+                }),
+                next_hop: Some(Ipv4Addr::from(nh)),
+                ..PathAttrs::default()
+            },
+            nlri: vec![prefix.parse::<IpNet>().unwrap().into()],
+            ..Update::default()
+        }
+    }
+
+    /// Rejects 10.0.0.0/8 on import and never exports to peer .3.
+    #[derive(Debug)]
+    struct Filter;
+    impl Policy for Filter {
+        fn import(&self, _: &PeerMeta, prefix: &IpNet, _: &PathAttrs) -> bool {
+            !"10.0.0.0/8".parse::<IpNet>().unwrap().contains(prefix)
+        }
+        fn export(&self, to: &PeerMeta, _: &IpNet, _: &PathAttrs, _: Option<&PeerMeta>) -> bool {
+            to.address != IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3))
+        }
+    }
+
+    #[test]
+    fn policy_hooks_filter_import_and_export() {
+        let mut r = rib();
+        r.set_policy(Arc::new(Filter));
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(3, meta(3, PeerRole::Ebgp, 65003));
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        let s = r.apply_update(2, announce("10.1.0.0/16", [198, 18, 0, 2], &[65002]));
+        assert_eq!(
+            (s.announced, s.rejected),
+            (0, 1),
+            "import policy rejects 10/8"
+        );
+        let s = r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        assert_eq!(s.announced, 1);
+        r.run_decision();
+        let p: IpNet = "172.16.0.0/16".parse().unwrap();
+        assert!(
+            r.adj_out(3, Some(p)).is_empty(),
+            "export policy keeps it from .3"
+        );
+        let out = r.adj_out(4, Some(p));
+        assert_eq!(out.len(), 1, "exported to .4");
+        let path = out[0].1.as_path.as_ref().unwrap();
+        assert_eq!(
+            path.segments[0].asns,
+            vec![64512, 65002],
+            "our AS prepended toward eBGP"
+        );
+        assert_eq!(
+            out[0].2,
+            Some(MpNextHop::V4(Ipv4Addr::new(198, 18, 0, 1))),
+            "next hop self"
+        );
+    }
+
+    #[test]
+    fn peer_down_withdraws_its_routes_from_everyone() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        assert_eq!(r.loc_rib_len(), 1);
+        let mut msgs = Vec::new();
+        r.take_updates(4, usize::MAX, &mut msgs);
+        r.peer_down(2);
+        let changes = r.run_decision();
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].paths.is_empty());
+        assert_eq!(r.loc_rib_len(), 0);
+        assert!(r.adj_out(4, None).is_empty());
+        assert!(r.has_pending(4), "a withdrawal is queued for .4");
+    }
+
+    #[test]
+    fn ebgp_route_with_wrong_first_as_or_own_as_is_not_accepted() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        let s = r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65099]));
+        assert_eq!(
+            (s.announced, s.rejected),
+            (0, 1),
+            "first AS must be the peer's"
+        );
+        let s = r.apply_update(
+            2,
+            announce("172.17.0.0/16", [198, 18, 0, 2], &[65002, 64512]),
+        );
+        assert_eq!(
+            (s.announced, s.rejected),
+            (0, 1),
+            "our AS in the path is a loop"
+        );
+        let s = r.apply_update(2, announce("172.18.0.0/16", [198, 18, 0, 1], &[65002]));
+        assert_eq!(
+            (s.announced, s.rejected),
+            (0, 1),
+            "our own address as next hop is ignored"
+        );
     }
 }

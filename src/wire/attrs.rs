@@ -388,8 +388,9 @@ impl<'c, 'b> AttrState<'c, 'b> {
                 None => self.withdraw(tc, sub::ATTRIBUTE_LENGTH, raw),
             },
             // Only reached on a 2-octet session (see above). RFC 6793 §6: malformed → discard.
+            // RFC 6793 §6: shorter than 6 octets, odd, or bad segments → malformed.
             t::AS4_PATH => match parse_as_path(v, 4) {
-                Ok(mut path) if !has_as0(&path) => {
+                Ok(mut path) if v.len() >= 6 && !has_as0(&path) => {
                     // RFC 6793 §6: confederation segments in AS4_PATH are dropped.
                     path.segments
                         .retain(|s| matches!(s.kind, SegmentType::Sequence | SegmentType::Set));

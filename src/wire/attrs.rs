@@ -667,7 +667,7 @@ fn count_asns(p: &AsPath) -> usize {
 /// as necessary from the leading part of the AS_PATH attribute, and then prepending them to the
 /// AS4_PATH attribute [...] a valid AS_CONFED_SEQUENCE or AS_CONFED_SET path segment SHALL be
 /// prepended if it is either the leading path segment or is adjacent to a path segment that is
-/// prepended." Adjacent AS_SEQUENCEs at the seam are coalesced when they fit in one segment.
+/// prepended." The AS_SEQUENCEs meeting at the seam are coalesced when they fit in one segment.
 pub(crate) fn merge_as4_path(path: &AsPath, as4: &AsPath) -> AsPath {
     let (n, m) = (count_asns(path), count_asns(as4));
     if n < m {
@@ -696,17 +696,17 @@ pub(crate) fn merge_as4_path(path: &AsPath, as4: &AsPath) -> AsPath {
             _ => break,
         }
     }
-    for seg in &as4.segments {
-        match (out.last_mut(), seg.kind) {
-            (Some(last), SegmentType::Sequence)
-                if last.kind == SegmentType::Sequence
-                    && last.asns.len() + seg.asns.len() <= 255 =>
-            {
-                last.asns.extend_from_slice(&seg.asns);
-            }
-            _ => out.push(seg.clone()),
-        }
+    let mut rest = as4.segments.iter();
+    // Only the seam is coalesced; AS4_PATH's own segmentation is kept.
+    if let (Some(last), Some(first)) = (out.last_mut(), as4.segments.first())
+        && last.kind == SegmentType::Sequence
+        && first.kind == SegmentType::Sequence
+        && last.asns.len() + first.asns.len() <= 255
+    {
+        last.asns.extend_from_slice(&first.asns);
+        rest.next();
     }
+    out.extend(rest.cloned());
     AsPath { segments: out }
 }
 

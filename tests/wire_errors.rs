@@ -991,11 +991,12 @@ fn as4_attributes_from_new_speaker_are_discarded() {
 #[test]
 fn malformed_as4_path_from_old_speaker_is_discarded() {
     for value in [
-        vec![2, 1, 0, 0],       // truncated AS
-        vec![2, 0],             // zero-length segment
-        vec![9, 1, 0, 0, 0, 1], // unknown segment type
-        seg(2, &[0], 4),        // AS 0
-        vec![],                 // empty
+        vec![2, 1, 0, 0],                           // truncated AS
+        vec![2, 0],                                 // zero-length segment
+        vec![9, 1, 0, 0, 0, 1],                     // unknown segment type
+        seg(2, &[0], 4),                            // AS 0
+        vec![],                                     // empty
+        seg(1, &[4_200_000_001, 4_200_000_002], 4), // AS_SET (RFC 9774)
     ] {
         let m = upd2(&attr(OPT_T, 17, &value));
         let u = assert_discard(&m, &cx2(), 17, 9);

@@ -41,8 +41,8 @@
 //!   recognized optional transitive attribute carrying the Partial bit.
 //! * **Attribute discard** (`Update::discarded`): ATOMIC_AGGREGATE, AGGREGATOR (incl. AS 0),
 //!   LOCAL_PREF/ORIGINATOR_ID/CLUSTER_LIST from eBGP, AS4_PATH/AS4_AGGREGATOR (always on a
-//!   4-octet session, when malformed on a 2-octet one), and repeated attributes (§3(g), the first
-//!   occurrence is kept).
+//!   4-octet session; on a 2-octet one when malformed, incl. AS 0 and AS_SET), and repeated
+//!   attributes (§3(g), the first occurrence is kept).
 //!
 //! On treat-as-withdraw the well-formed attributes are still filled into `Update::attrs` (for
 //! logging); callers must not use them for the withdrawn prefixes.
@@ -387,12 +387,13 @@ impl<'c, 'b> AttrState<'c, 'b> {
                 Some(it) => self.attrs.ext_communities = it.map(u64::from_be_bytes).collect(),
                 None => self.withdraw(tc, sub::ATTRIBUTE_LENGTH, raw),
             },
-            // Only reached on a 2-octet session (see above). RFC 6793 §6: malformed → discard.
+            // Only reached on a 2-octet session (see above). RFC 6793 §6: shorter than 6 octets,
+            // odd, or bad segments → malformed → discard; so are AS 0 (RFC 7607) and AS_SET
+            // (RFC 9774, which applies to AS4_PATH too).
             t::AS4_PATH => match parse_as_path(v, 4) {
-                Ok(mut path) if !has_as0(&path) => {
+                Ok(mut path) if v.len() >= 6 && !has_as0(&path) && !has_set(&path) => {
                     // RFC 6793 §6: confederation segments in AS4_PATH are dropped.
-                    path.segments
-                        .retain(|s| matches!(s.kind, SegmentType::Sequence | SegmentType::Set));
+                    path.segments.retain(|s| s.kind == SegmentType::Sequence);
                     self.as4_path = Some(path);
                 }
                 _ => self.malformed_optional(f, tc, sub::OPTIONAL_ATTRIBUTE, raw, true),
@@ -666,7 +667,7 @@ fn count_asns(p: &AsPath) -> usize {
 /// as necessary from the leading part of the AS_PATH attribute, and then prepending them to the
 /// AS4_PATH attribute [...] a valid AS_CONFED_SEQUENCE or AS_CONFED_SET path segment SHALL be
 /// prepended if it is either the leading path segment or is adjacent to a path segment that is
-/// prepended." Adjacent AS_SEQUENCEs at the seam are coalesced when they fit in one segment.
+/// prepended." The AS_SEQUENCEs meeting at the seam are coalesced when they fit in one segment.
 pub(crate) fn merge_as4_path(path: &AsPath, as4: &AsPath) -> AsPath {
     let (n, m) = (count_asns(path), count_asns(as4));
     if n < m {
@@ -695,17 +696,17 @@ pub(crate) fn merge_as4_path(path: &AsPath, as4: &AsPath) -> AsPath {
             _ => break,
         }
     }
-    for seg in &as4.segments {
-        match (out.last_mut(), seg.kind) {
-            (Some(last), SegmentType::Sequence)
-                if last.kind == SegmentType::Sequence
-                    && last.asns.len() + seg.asns.len() <= 255 =>
-            {
-                last.asns.extend_from_slice(&seg.asns);
-            }
-            _ => out.push(seg.clone()),
-        }
+    let mut rest = as4.segments.iter();
+    // Only the seam is coalesced; AS4_PATH's own segmentation is kept.
+    if let (Some(last), Some(first)) = (out.last_mut(), as4.segments.first())
+        && last.kind == SegmentType::Sequence
+        && first.kind == SegmentType::Sequence
+        && last.asns.len() + first.asns.len() <= 255
+    {
+        last.asns.extend_from_slice(&first.asns);
+        rest.next();
     }
+    out.extend(rest.cloned());
     AsPath { segments: out }
 }
 
@@ -746,6 +747,10 @@ pub(crate) fn parse_as_path(v: &[u8], width: usize) -> Result<AsPath, ()> {
         i += 2 + bytes;
     }
     Ok(AsPath { segments })
+}
+
+fn has_set(p: &AsPath) -> bool {
+    p.segments.iter().any(|s| s.kind == SegmentType::Set)
 }
 
 fn has_as0(p: &AsPath) -> bool {

@@ -158,7 +158,15 @@ fn decode_with(frame: &[u8], cx: &SessionCodec, src: Src<'_>) -> Result<Message,
     }
 }
 
-/// Decodes a NOTIFICATION body (RFC 4271 §4.5): Error code (1), Error subcode (1), Data.
+/// Decodes a NOTIFICATION body (RFC 4271 §4.5).
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// | Error code    | Error subcode |   Data (variable)             |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
 ///
 /// RFC 4271 §6.4: a malformed NOTIFICATION cannot be reported; any code/subcode is accepted.
 fn decode_notification_src(body: &[u8], src: Src<'_>) -> Result<Notification, DecodeError> {

@@ -1,9 +1,19 @@
 //! BGP-4 wire codec (sans-IO): framing, decoding and encoding of every message podbgp speaks.
 //!
 //! RFCs: 4271 (BGP-4), 4760 (MP-BGP), 6793 (4-octet AS), 2918/7313 (route refresh),
-//! 4724 (graceful restart capability), 8654 (extended message), 7911 (ADD-PATH, decode),
-//! 1997/4360/8092 (communities), 4456 (ORIGINATOR_ID/CLUSTER_LIST), 7606 (revised error
-//! handling), 9072 (extended optional parameters length).
+//! 4724 (graceful restart capability, End-of-RIB), 8538 (N bit), 8654 (extended message),
+//! 7911 (ADD-PATH), 1997/4360/5701/8092 (communities), 4456 (ORIGINATOR_ID/CLUSTER_LIST),
+//! 7606 (revised error handling), 7607 (AS 0), 9774 (AS_SET deprecation), 9072 (extended
+//! optional parameters length), 2545/8950 (IPv6 next hops), 9234 (OTC, validated only).
+//!
+//! Files: `decode.rs` (framing, OPEN, NOTIFICATION, ROUTE-REFRESH, dispatch), `attrs.rs`
+//! (UPDATE body, path attributes, RFC 7606 classification, RFC 6793 merge), `nlri.rs` (prefix
+//! fields), `encode.rs` (all encoders, UPDATE packing), `error.rs` (errors → NOTIFICATION),
+//! `types.rs` (the decoded data types).
+//!
+//! Error-handling pins follow `shared/reference/bgp-robustness.md` §1; the golden vectors in
+//! `tests/wire_vectors.rs` were captured from FRR 8.4.4, and the encoder reproduces FRR's
+//! attribute order and Extended Length choices byte for byte.
 //!
 //! Invariants:
 //! * No function in this module panics on any input byte sequence (fuzzed: `tests/fuzz`).

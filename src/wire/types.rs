@@ -227,10 +227,11 @@ pub struct Update {
 
 impl Update {
     /// True when this UPDATE is an End-of-RIB marker (RFC 4724 §2) and for which family.
+    /// Only the exactly-empty forms count: an UPDATE that needed any RFC 7606 handling (even an
+    /// attribute discard) is not an End-of-RIB (cf. FRR CVE-2023-47235).
     pub fn end_of_rib(&self) -> Option<Family> {
-        let no_classic =
-            self.withdrawn.is_empty() && self.nlri.is_empty() && self.mp_reach.is_none();
-        if !no_classic || self.treat_as_withdraw.is_some() {
+        let no_classic = self.withdrawn.is_empty() && self.nlri.is_empty() && self.mp_reach.is_none();
+        if !no_classic || self.treat_as_withdraw.is_some() || !self.discarded.is_empty() {
             return None;
         }
         match &self.mp_unreach {

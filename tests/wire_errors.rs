@@ -467,6 +467,8 @@ fn update_flag_errors_are_treat_as_withdraw_for_1_to_5() {
 #[test]
 fn update_flag_errors_on_atomic_aggregate_and_aggregator_are_discard() {
     assert_discard(&upd4(&attr(OPT_T, 6, &[])), &cx4(), 6, 4);
+    // Partial on the well-known ATOMIC_AGGREGATE (robustness pin: DISCARD for 6/7).
+    assert_discard(&upd4(&attr(WK | PARTIAL, 6, &[])), &cx4(), 6, 4);
     assert_discard(
         &upd4(&attr(WK, 7, &[0, 0, 0xfd, 0xe9, 198, 18, 0, 1])),
         &cx4(),

@@ -1,6 +1,7 @@
 //! podbgp: a BGP route-distribution speaker for Calico-style Kubernetes clusters.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

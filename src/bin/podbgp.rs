@@ -54,6 +54,8 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// Benchmark a speaker over loopback (see `podbgp bench rr-fanin --help`).
+    Bench(podbgp::bench::BenchArgs),
     #[command(flatten)]
     Client(podbgp::cli::ClientCommand),
 }
@@ -166,6 +168,7 @@ fn main() -> ExitCode {
         } => init_logging(log_format, &log)
             .and_then(|_| runtime()?.block_on(run(config, api_listen))),
         Cmd::Demo => runtime().and_then(|rt| rt.block_on(podbgp::demo::run())),
+        Cmd::Bench(args) => podbgp::bench::main(args),
         Cmd::Client(c) => {
             let code =
                 runtime().and_then(|rt| rt.block_on(podbgp::cli::run_client(c, cli.api.target())));

@@ -1,0 +1,349 @@
+//! The address plan of a run, the pre-encoded injector UPDATEs, and the receive-side counters.
+//!
+//! Prefixes are numbered globally: injector `i` (0-based) owns numbers `i*P .. (i+1)*P`.
+//! Number `g` is the prefix `10.0.0.0 + g << (32 - len)` of length `len`, where `len` is the
+//! shortest length ≥ 24 for which every number fits in 10.0.0.0/8 (a /24 per prefix up to 65,536
+//! prefixes, /28 for the default 10 × 100,000). A receiver maps a prefix back to its number
+//! with one subtraction and one shift, and keeps a bitmap of the numbers seen.
+
+use std::net::Ipv4Addr;
+
+use bytes::{Bytes, BytesMut};
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::wire::{
+    self, AsPath, Family, MAX_MESSAGE_LEN, Nlri, Origin, PathAttrs, SessionCodec, Update,
+};
+
+/// First address of the prefix space.
+const BASE: u32 = 10 << 24;
+/// Bytes of complete messages per write (message-aligned so KEEPALIVEs can follow a chunk).
+const CHUNK: usize = 256 * 1024;
+
+/// AS of the device and every client (all sessions are iBGP).
+pub const ASN: u32 = 64512;
+/// The device's router id and cluster id.
+pub const DEVICE_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Default hold time of the device and the clients.
+pub const HOLD_TIME: u16 = 90;
+
+/// The codec of a client session: 4-octet AS, 4096-octet messages (the clients do not offer
+/// extended messages), iBGP.
+pub fn client_codec() -> SessionCodec {
+    SessionCodec {
+        four_octet_as: true,
+        extended_message: false,
+        ibgp: true,
+        ..SessionCodec::default()
+    }
+}
+
+/// Sizes and addresses of one rr-fanin run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub injectors: u32,
+    pub prefixes: u32,
+    pub monitors: u32,
+    /// Prefix length of every injected prefix.
+    pub prefix_len: u8,
+    /// Hold time of the device's configuration and of the clients' OPENs.
+    pub hold_time: u16,
+}
+
+impl Plan {
+    pub fn new(injectors: u32, prefixes: u32, monitors: u32) -> anyhow::Result<Plan> {
+        anyhow::ensure!(
+            (1..=89).contains(&injectors),
+            "--injectors must be 1..=89 (sources 127.0.0.11..=127.0.0.99)"
+        );
+        anyhow::ensure!(
+            (0..=154).contains(&monitors),
+            "--monitors must be 0..=154 (sources 127.0.0.101..=127.0.0.254)"
+        );
+        anyhow::ensure!(prefixes >= 1, "--prefixes must be at least 1");
+        let total = u64::from(injectors) * u64::from(prefixes);
+        anyhow::ensure!(
+            total <= 1 << 24,
+            "injectors x prefixes = {total} does not fit 10.0.0.0/8 (at most 16,777,216)"
+        );
+        let bits = 64 - (total - 1).leading_zeros() as u8; // ceil(log2(total))
+        Ok(Plan {
+            injectors,
+            prefixes,
+            monitors,
+            prefix_len: (8 + bits).max(24),
+            hold_time: HOLD_TIME,
+        })
+    }
+
+    /// Prefixes every monitor must receive.
+    pub fn total(&self) -> u32 {
+        self.injectors * self.prefixes
+    }
+
+    /// Prefix number `g`.
+    pub fn prefix(&self, g: u32) -> Ipv4Net {
+        let addr = BASE + (g << (32 - self.prefix_len));
+        Ipv4Net::new(Ipv4Addr::from(addr), self.prefix_len).unwrap_or_default()
+    }
+
+    /// The number of `p`, if it is one of this plan's prefixes.
+    #[inline]
+    pub fn index(&self, p: &Ipv4Net) -> Option<u32> {
+        if p.prefix_len() != self.prefix_len {
+            return None;
+        }
+        let off = u32::from(p.addr()).checked_sub(BASE)?;
+        let g = off >> (32 - self.prefix_len);
+        (g < self.total()).then_some(g)
+    }
+
+    /// Source address of injector `i` (0-based): 127.0.0.(11 + i).
+    pub fn injector_addr(&self, i: u32) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, 0, 11 + i as u8)
+    }
+
+    /// Router id and NEXT_HOP of injector `i`: 198.18.1.(1 + i).
+    pub fn injector_id(&self, i: u32) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 1, 1 + i as u8)
+    }
+
+    /// Source address of monitor `j` (0-based): 127.0.0.(101 + j).
+    pub fn monitor_addr(&self, j: u32) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, 0, 101 + j as u8)
+    }
+
+    /// Router id of monitor `j`: 198.18.2.(1 + j).
+    pub fn monitor_id(&self, j: u32) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 2, 1 + j as u8)
+    }
+}
+
+/// Everything injector `i` sends after the clock starts.
+#[derive(Debug)]
+pub struct Injection {
+    /// Message-aligned chunks of the UPDATEs, End-of-RIB last.
+    pub chunks: Vec<Bytes>,
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// Pre-encodes injector `i`'s announcements: ORIGIN IGP, empty AS_PATH, NEXT_HOP
+/// 198.18.1.(i+1), LOCAL_PREF 100, as many NLRI per 4096-octet UPDATE as fit, then End-of-RIB.
+pub fn encode_injection(plan: &Plan, i: u32) -> Injection {
+    let cx = client_codec();
+    let attrs = PathAttrs {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::default()),
+        next_hop: Some(plan.injector_id(i)),
+        local_pref: Some(100),
+        ..PathAttrs::default()
+    };
+    let mut encoded = BytesMut::with_capacity(64);
+    wire::encode_path_attrs(&attrs, &cx, &mut encoded);
+    let first = i * plan.prefixes;
+    let nlri: Vec<Nlri> = (first..first + plan.prefixes)
+        .map(|g| Nlri::from(IpNet::V4(plan.prefix(g))))
+        .collect();
+    let mut msgs = Vec::with_capacity(nlri.len() / 500 + 2);
+    wire::pack_announce(&cx, &encoded, Family::IPV4_UNICAST, None, &nlri, &mut msgs);
+    msgs.push(wire::end_of_rib(Family::IPV4_UNICAST));
+    let messages = msgs.len();
+    let bytes = msgs.iter().map(|m| m.len()).sum();
+    let mut chunks = Vec::new();
+    let mut cur = BytesMut::with_capacity(CHUNK + MAX_MESSAGE_LEN);
+    for m in msgs {
+        cur.extend_from_slice(&m);
+        if cur.len() >= CHUNK {
+            chunks.push(cur.split().freeze());
+        }
+    }
+    if !cur.is_empty() {
+        chunks.push(cur.freeze());
+    }
+    Injection {
+        chunks,
+        messages,
+        bytes,
+    }
+}
+
+/// What a receiver checks on each announced prefix besides counting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Reflected by the device: NEXT_HOP unchanged, ORIGINATOR_ID = the injector's router id,
+    /// CLUSTER_LIST = [cluster id].
+    Reflected { cluster_id: Ipv4Addr },
+    /// Straight from the injector (calibration): NEXT_HOP only.
+    Direct,
+}
+
+/// Counts distinct prefixes of the plan in decoded UPDATEs (a bitmap indexed by prefix number).
+#[derive(Debug)]
+pub struct PrefixCounter {
+    plan: Plan,
+    expect: Expect,
+    bits: Vec<u64>,
+    pub distinct: u64,
+    /// Announced prefixes of the plan, duplicates included.
+    pub announced: u64,
+    pub withdrawn: u64,
+    /// Announced prefixes outside the plan.
+    pub unexpected: u64,
+    /// Prefixes of the plan whose attributes were not the expected ones.
+    pub mismatched: u64,
+}
+
+impl PrefixCounter {
+    pub fn new(plan: Plan, expect: Expect) -> Self {
+        PrefixCounter {
+            plan,
+            expect,
+            bits: vec![0; (plan.total() as usize).div_ceil(64)],
+            distinct: 0,
+            announced: 0,
+            withdrawn: 0,
+            unexpected: 0,
+            mismatched: 0,
+        }
+    }
+
+    pub fn update(&mut self, u: &Update) {
+        self.withdrawn += u.withdrawn.len() as u64;
+        if let Some(m) = &u.mp_unreach {
+            self.withdrawn += m.withdrawn.len() as u64;
+        }
+        if u.treat_as_withdraw.is_some() {
+            let n = u.nlri.len() + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len());
+            self.mismatched += n as u64;
+            return;
+        }
+        let cluster = match self.expect {
+            Expect::Reflected { cluster_id } => Some(cluster_id),
+            Expect::Direct => None,
+        };
+        let a = &u.attrs;
+        let mp_nh = u.mp_reach.as_ref().and_then(|m| match m.next_hop {
+            wire::MpNextHop::V4(a) => Some(a),
+            _ => None,
+        });
+        let fields = [(&u.nlri, a.next_hop)];
+        let mp = u.mp_reach.as_ref().map(|m| (&m.nlri, mp_nh));
+        for (list, nh) in fields.into_iter().chain(mp) {
+            for n in list {
+                let g = match n.prefix {
+                    IpNet::V4(p) => self.plan.index(&p),
+                    IpNet::V6(_) => None,
+                };
+                let Some(g) = g else {
+                    self.unexpected += 1;
+                    continue;
+                };
+                self.announced += 1;
+                let (w, b) = ((g / 64) as usize, 1u64 << (g % 64));
+                if let Some(word) = self.bits.get_mut(w)
+                    && *word & b == 0
+                {
+                    *word |= b;
+                    self.distinct += 1;
+                }
+                let inj = self.plan.injector_id(g / self.plan.prefixes);
+                let ok = nh == Some(inj)
+                    && match cluster {
+                        Some(c) => a.originator_id == Some(inj) && a.cluster_list == [c],
+                        None => a.originator_id.is_none() && a.cluster_list.is_empty(),
+                    };
+                if !ok {
+                    self.mismatched += 1;
+                }
+            }
+        }
+    }
+}
+
+/// What a cheap walk of one UPDATE found (no allocation, no attribute parsing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawCount {
+    /// Prefixes in the classic NLRI field.
+    pub announced: u64,
+    pub end_of_rib: bool,
+}
+
+/// Counts the classic IPv4 NLRI of an UPDATE frame (header included) by walking the length
+/// octets; used by the injectors, which only drain what the device reflects to them.
+/// `None` when the frame is not a well-formed UPDATE.
+pub fn raw_count(frame: &[u8]) -> Option<RawCount> {
+    let body = frame.get(wire::HEADER_LEN..)?;
+    let wrl = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let rest = body.get(2 + wrl..)?;
+    let tpal = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let nlri = rest.get(2 + tpal..)?;
+    let mut i = 0usize;
+    let mut announced = 0u64;
+    while i < nlri.len() {
+        let len = usize::from(nlri[i]);
+        i += 1 + len.div_ceil(8);
+        announced += 1;
+    }
+    Some(RawCount {
+        announced,
+        end_of_rib: wrl == 0 && tpal == 0 && nlri.is_empty(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_prefix_lengths() {
+        assert_eq!(Plan::new(4, 2_500, 2).unwrap().prefix_len, 24);
+        assert_eq!(Plan::new(10, 100_000, 2).unwrap().prefix_len, 28);
+        assert_eq!(Plan::new(1, 1 << 24, 1).unwrap().prefix_len, 32);
+        assert!(Plan::new(2, 1 << 24, 1).is_err());
+    }
+
+    #[test]
+    fn index_round_trips() {
+        let p = Plan::new(10, 100_000, 2).unwrap();
+        for g in [0, 1, 99_999, 100_000, 999_999] {
+            assert_eq!(p.index(&p.prefix(g)), Some(g));
+        }
+        assert_eq!(p.index(&"10.0.0.0/24".parse().unwrap()), None);
+        assert_eq!(p.index(&"9.0.0.0/28".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn injection_decodes_and_counts() {
+        let plan = Plan::new(3, 5_000, 1).unwrap();
+        let inj = encode_injection(&plan, 1);
+        let cx = client_codec();
+        let mut c = PrefixCounter::new(plan, Expect::Direct);
+        let mut raw = 0;
+        let mut eor = 0;
+        let mut frames = 0;
+        for chunk in &inj.chunks {
+            let mut buf = &chunk[..];
+            while let Some(n) = wire::frame_len(buf, MAX_MESSAGE_LEN).unwrap() {
+                let (f, rest) = buf.split_at(n);
+                buf = rest;
+                frames += 1;
+                let rc = raw_count(f).unwrap();
+                raw += rc.announced;
+                eor += usize::from(rc.end_of_rib);
+                match wire::decode_message(f, &cx).unwrap() {
+                    wire::Message::Update(u) => c.update(&u),
+                    m => panic!("{m:?}"),
+                }
+            }
+            assert!(buf.is_empty());
+        }
+        assert_eq!(frames, inj.messages);
+        assert_eq!(eor, 1);
+        assert_eq!(raw, 5_000);
+        assert_eq!(c.distinct, 5_000);
+        assert_eq!(c.mismatched + c.unexpected + c.withdrawn, 0);
+        // 4096-octet messages with /24s: about 1,000 prefixes each.
+        assert!(inj.messages <= 7, "{}", inj.messages);
+    }
+}

@@ -133,7 +133,7 @@ impl Driver {
         let mut closing: Vec<tokio::task::JoinHandle<()>> = Vec::new();
 
         loop {
-            drain(
+            let more = drain(
                 &mut speaker,
                 &mut conns,
                 &mut closing,
@@ -161,6 +161,10 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    // Under constant input, timers (KEEPALIVEs) must still run.
+                    if speaker.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                        speaker.handle_timeout(Instant::now());
+                    }
                 }
                 req = self.api_rx.recv() => {
                     if let Some(req) = req {
@@ -172,12 +176,24 @@ impl Driver {
                         }
                     }
                 }
-                _ = sleep => speaker.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    // Input that is already queued (say a KEEPALIVE that arrived while we were
+                    // busy) goes first, so it can restart a hold timer before timers fire.
+                    for _ in 0..1024 {
+                        match task_rx.try_recv() {
+                            Ok(m) => handle_task(&mut speaker, &mut conns, &task_tx, &next_accept, m),
+                            Err(_) => break,
+                        }
+                    }
+                    speaker.handle_timeout(Instant::now());
+                }
                 new = self.reload_rx.recv() => {
                     if let Some(new) = new {
                         apply_reload(&mut speaker, new);
                     }
                 }
+                // More decision/UPDATE work is waiting: come back right after the events above.
+                _ = std::future::ready(()), if more => {}
                 _ = self.shutdown_rx.recv() => {
                     info!("shutting down: closing every session");
                     speaker.handle(Instant::now(), Input::Shutdown);
@@ -280,8 +296,11 @@ fn drain(
     closing: &mut Vec<tokio::task::JoinHandle<()>>,
     task_tx: &mpsc::Sender<TaskMsg>,
     events: &broadcast::Sender<SpeakerEvent>,
-) {
+) -> bool {
+    // Bounded: after this many outputs, return to the event loop; `true` = more is waiting.
+    let mut budget = 4096usize;
     while let Some(out) = speaker.poll_output() {
+        budget -= 1;
         match out {
             Output::Connect { conn, remote, bind } => {
                 debug!(%remote, ?bind, "connecting");
@@ -301,5 +320,9 @@ fn drain(
                 let _ = events.send(ev);
             }
         }
+        if budget == 0 {
+            return true;
+        }
     }
+    speaker.wants_flush()
 }

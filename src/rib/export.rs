@@ -13,19 +13,19 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
 use ipnet::IpNet;
 
-use super::{Interner, LOCAL, OutRoute, Path, PeerIdx, PeerRib, Policy, RibCfg};
+use super::{Interner, LOCAL, OutRoute, Path, PeerIdx, PeerMeta, PeerRib, Policy, RibCfg};
 use crate::config::{NextHopMode, PeerRole};
 use crate::wire::{AsPath, MpNextHop, PathAttrs};
 
-/// The advertisement of `path` to peer `to` (whose state is passed in separately because the
-/// caller holds it out of the map), or `None` when the rules forbid it.
+/// The advertisement of `path` to peer `to`, or `None` when the rules forbid it. `src` is the
+/// metadata of the peer the path came from (`None` for local paths; a path whose source is
+/// gone is never exported).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn export(
     cfg: &RibCfg,
-    peers: &FxHashMap<PeerIdx, PeerRib>,
+    src: Option<&PeerMeta>,
     interner: &mut Interner,
     policy: &dyn Policy,
     path: &Path,
@@ -37,19 +37,13 @@ pub(super) fn export(
         return None;
     }
     let prefix_is_v4 = prefix.addr().is_ipv4();
-    let src_meta = if path.src == LOCAL {
-        None
-    } else {
-        Some(&peers.get(&path.src)?.meta)
-    };
-    if !policy.export(&to.meta, prefix, &path.attrs, src_meta) {
+    if path.src != LOCAL && src.is_none() {
         return None;
     }
-    let src_role = if path.src == LOCAL {
-        None
-    } else {
-        Some(peers.get(&path.src)?.meta.role)
-    };
+    if !policy.export(&to.meta, prefix, &path.attrs, src) {
+        return None;
+    }
+    let src_role = src.map(|m| m.role);
     let to_role = to.meta.role;
     let src_client = matches!(src_role, Some(PeerRole::RrClient));
     let src_ibgp = src_role.is_some_and(|r| r.is_ibgp());
@@ -105,9 +99,7 @@ pub(super) fn export(
         }
         if reflect {
             if attrs.originator_id.is_none() {
-                let src_id = peers
-                    .get(&path.src)
-                    .map_or(Ipv4Addr::UNSPECIFIED, |p| p.meta.remote_id);
+                let src_id = src.map_or(Ipv4Addr::UNSPECIFIED, |m| m.remote_id);
                 attrs.originator_id = Some(src_id);
             }
             attrs.cluster_list.insert(0, cfg.cluster_id);

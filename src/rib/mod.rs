@@ -98,7 +98,9 @@ struct OutRoute {
 
 #[derive(Debug)]
 struct PeerRib {
-    meta: PeerMeta,
+    /// Shared so the export of one prefix can hold the source's metadata while it writes
+    /// every other peer's Adj-RIB-Out.
+    meta: Arc<PeerMeta>,
     /// Prefixes this peer currently has a path for (its Adj-RIB-In).
     adj_in: FxHashSet<IpNet>,
     adj_out: FxHashMap<IpNet, OutRoute>,
@@ -230,7 +232,7 @@ impl Rib {
     /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB).
     pub fn peer_up(&mut self, idx: PeerIdx, meta: PeerMeta) {
         let mut peer = PeerRib {
-            meta,
+            meta: Arc::new(meta),
             adj_in: FxHashSet::default(),
             adj_out: FxHashMap::default(),
             pending: VecDeque::new(),
@@ -243,9 +245,10 @@ impl Rib {
             let Some(best) = dest.best.first() else {
                 continue;
             };
+            let src = self.peers.get(&best.src).map(|p| &*p.meta);
             if let Some(out) = export::export(
                 &self.cfg,
-                &self.peers,
+                src,
                 &mut self.interner,
                 &*self.policy,
                 best,
@@ -482,12 +485,24 @@ impl Rib {
     /// Runs the decision process for every dirty prefix and queues the resulting
     /// advertisements. Returns the best-path changes (for the FIB and events).
     pub fn run_decision(&mut self) -> Vec<BestChange> {
+        self.run_decision_step(usize::MAX)
+    }
+
+    /// True when prefixes wait for the decision process.
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Like [`Rib::run_decision`], for at most `max` dirty prefixes (the rest stay dirty), so a
+    /// large batch is processed in slices between which the caller serves timers and input.
+    pub fn run_decision_step(&mut self, max: usize) -> Vec<BestChange> {
         if self.dirty.is_empty() {
             return Vec::new();
         }
         self.decision_runs += 1;
         let mut changes = Vec::new();
-        let dirty = std::mem::take(&mut self.dirty);
+        let take = self.dirty.len().min(max);
+        let dirty = self.dirty.split_off(self.dirty.len() - take);
         for prefix in dirty {
             let Some(dest) = self.dests.get_mut(&prefix) else {
                 continue;
@@ -542,45 +557,37 @@ impl Rib {
             .dests
             .get(&prefix)
             .and_then(|d| d.best.first().cloned());
+        let src = best
+            .as_ref()
+            .and_then(|b| self.peers.get(&b.src))
+            .map(|p| p.meta.clone());
         let family = Family::of(&prefix);
-        let idxs: Vec<PeerIdx> = self.peers.keys().copied().collect();
-        for idx in idxs {
-            let Some(mut peer) = self.peers.remove(&idx) else {
+        let (cfg, interner, policy) = (&self.cfg, &mut self.interner, &*self.policy);
+        for (&idx, peer) in self.peers.iter_mut() {
+            if !peer.meta.families.contains(&family) {
                 continue;
+            }
+            let new = best.as_ref().and_then(|b| {
+                export::export(cfg, src.as_deref(), interner, policy, b, &prefix, idx, peer)
+            });
+            let changed = match (&new, peer.adj_out.get(&prefix)) {
+                (None, None) => false,
+                (Some(n), Some(o)) => n != o,
+                _ => true,
             };
-            if peer.meta.families.contains(&family) {
-                let new = best.as_ref().and_then(|b| {
-                    export::export(
-                        &self.cfg,
-                        &self.peers,
-                        &mut self.interner,
-                        &*self.policy,
-                        b,
-                        &prefix,
-                        idx,
-                        &mut peer,
-                    )
-                });
-                let changed = match (&new, peer.adj_out.get(&prefix)) {
-                    (None, None) => false,
-                    (Some(n), Some(o)) => n != o,
-                    _ => true,
-                };
-                if changed {
-                    match new {
-                        Some(n) => {
-                            peer.adj_out.insert(prefix, n);
-                        }
-                        None => {
-                            peer.adj_out.remove(&prefix);
-                        }
+            if changed {
+                match new {
+                    Some(n) => {
+                        peer.adj_out.insert(prefix, n);
                     }
-                    if peer.in_pending.insert(prefix) {
-                        peer.pending.push_back(prefix);
+                    None => {
+                        peer.adj_out.remove(&prefix);
                     }
                 }
+                if peer.in_pending.insert(prefix) {
+                    peer.pending.push_back(prefix);
+                }
             }
-            self.peers.insert(idx, peer);
         }
     }
 
@@ -768,7 +775,7 @@ impl Rib {
 
     /// The peer metadata, if the peer is up.
     pub fn peer_meta(&self, idx: PeerIdx) -> Option<&PeerMeta> {
-        self.peers.get(&idx).map(|p| &p.meta)
+        self.peers.get(&idx).map(|p| &*p.meta)
     }
 }
 

@@ -34,6 +34,9 @@ use crate::wire::{self, AsPath, DecodeError, Family, Message, Origin, PathAttrs,
 pub const SEND_WINDOW: usize = 1 << 20;
 /// Prefixes packed per generation step (bounds the work done per call).
 const PREFIXES_PER_STEP: usize = 8192;
+/// Dirty prefixes decided per flush: a big batch (a full table from a new peer) is decided in
+/// slices, and the driver serves KEEPALIVEs, timers and the API between them.
+const DECISION_STEP: usize = 16_384;
 
 /// Everything the driver tells the speaker.
 #[derive(Debug)]
@@ -322,12 +325,15 @@ impl Speaker {
         if self.outputs.is_empty() && self.needs_flush {
             self.needs_flush = false;
             self.flush();
+            if self.rib.has_dirty() {
+                self.needs_flush = true;
+            }
         }
         self.outputs.pop_front()
     }
 
     fn flush(&mut self) {
-        for change in self.rib.run_decision() {
+        for change in self.rib.run_decision_step(DECISION_STEP) {
             let next_hops: Vec<IpAddr> = change
                 .paths
                 .iter()

@@ -36,29 +36,8 @@ use crate::wire::{
 /// Hold time used while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 pub const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
 
-/// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313, RFC 9687).
-pub mod code {
-    pub const HEADER: u8 = 1;
-    pub const OPEN: u8 = 2;
-    pub const UPDATE: u8 = 3;
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
-    pub const FSM: u8 = 5;
-    pub const CEASE: u8 = 6;
-    pub const ROUTE_REFRESH: u8 = 7;
-}
-
-/// Cease subcodes (RFC 4486, RFC 8538).
-pub mod cease {
-    pub const MAX_PREFIXES: u8 = 1;
-    pub const ADMIN_SHUTDOWN: u8 = 2;
-    pub const PEER_DECONFIGURED: u8 = 3;
-    pub const ADMIN_RESET: u8 = 4;
-    pub const CONNECTION_REJECTED: u8 = 5;
-    pub const OTHER_CONFIG_CHANGE: u8 = 6;
-    pub const CONNECTION_COLLISION: u8 = 7;
-    pub const OUT_OF_RESOURCES: u8 = 8;
-    pub const HARD_RESET: u8 = 9;
-}
+/// NOTIFICATION codes and Cease subcodes (RFC 4271 §4.5, RFC 4486, RFC 8538), shared with the codec.
+pub use crate::wire::{cease_subcode as cease, code};
 
 /// Per-session parameters (derived from the speaker configuration).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -617,7 +596,7 @@ impl Session {
             // RFC 8654 §4: longer than negotiated → Bad Message Length with the length.
             let len = u16::try_from(frame.len()).unwrap_or(u16::MAX);
             let n = Notification {
-                code: code::HEADER,
+                code: code::MESSAGE_HEADER,
                 subcode: 2,
                 data: Bytes::copy_from_slice(&len.to_be_bytes()),
             };

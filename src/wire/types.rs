@@ -230,7 +230,8 @@ impl Update {
     /// Only the exactly-empty forms count: an UPDATE that needed any RFC 7606 handling (even an
     /// attribute discard) is not an End-of-RIB (cf. FRR CVE-2023-47235).
     pub fn end_of_rib(&self) -> Option<Family> {
-        let no_classic = self.withdrawn.is_empty() && self.nlri.is_empty() && self.mp_reach.is_none();
+        let no_classic =
+            self.withdrawn.is_empty() && self.nlri.is_empty() && self.mp_reach.is_none();
         if !no_classic || self.treat_as_withdraw.is_some() || !self.discarded.is_empty() {
             return None;
         }

@@ -161,9 +161,14 @@ pub struct Rib {
     /// Encoded attribute blocks shared by every peer that gets the same exported set:
     /// (exported attrs pointer, 4-octet AS session, IPv4 NEXT_HOP) → bytes. The `Arc` in the
     /// value keeps the pointer valid.
-    encoded: FxHashMap<(usize, bool, Option<Ipv4Addr>), (Arc<PathAttrs>, Bytes)>,
+    encoded: FxHashMap<EncodedKey, (Arc<PathAttrs>, Bytes)>,
     policy: Arc<dyn Policy>,
 }
+
+/// (exported attrs pointer, 4-octet AS session, IPv4 NEXT_HOP).
+type EncodedKey = (usize, bool, Option<Ipv4Addr>);
+/// (attrs pointer, next hop, family): prefixes sharing one are packed into the same UPDATEs.
+type GroupKey = (usize, Option<MpNextHop>, Family);
 
 /// Import and export policy, consulted per prefix after the protocol rules (loop checks,
 /// split horizon). The default accepts everything; the Calico datastore mode plugs in its pool
@@ -629,8 +634,7 @@ impl Rib {
             return 0;
         };
         let before = out.len();
-        let mut groups: FxHashMap<(usize, Option<MpNextHop>, Family), (Arc<PathAttrs>, Vec<Nlri>)> =
-            FxHashMap::default();
+        let mut groups: FxHashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = FxHashMap::default();
         let mut withdraw_v4: Vec<Nlri> = Vec::new();
         let mut withdraw_v6: Vec<Nlri> = Vec::new();
         let n = peer.pending.len().min(max_prefixes);

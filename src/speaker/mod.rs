@@ -532,8 +532,7 @@ impl Speaker {
                 prefix,
             } => {
                 let mut routes = self.routes(*table, *peer, *prefix)?;
-                routes
-                    .sort_by(|a, b| (a.prefix, !a.best, a.peer).cmp(&(b.prefix, !b.best, b.peer)));
+                routes.sort_by_key(|r| (r.prefix, !r.best, r.peer));
                 Ok(View::Routes(routes))
             }
         }

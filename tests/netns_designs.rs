@@ -49,8 +49,6 @@ mod common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// The cluster's AS (Calico's default).
@@ -63,119 +61,6 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 /// Route propagation once sessions are up.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
 
-// ---------------------------------------------------------------------------------------
-// podbgp daemon handle
-// ---------------------------------------------------------------------------------------
-
-/// One podbgp daemon and its operator CLI.
-struct Pod {
-    name: &'static str,
-    proc: Proc,
-    api: PathBuf,
-}
-
-impl Pod {
-    /// Writes `config` to `<ns dir>/podbgp.yaml`, starts `podbgp run` in `ns` and waits until
-    /// its API answers.
-    fn start(ns: &Netns, name: &'static str, config: &str) -> Pod {
-        let config_path = ns.dir().join("podbgp.yaml");
-        std::fs::write(&config_path, config).expect("writing podbgp.yaml");
-        let api = ns.dir().join("api.sock");
-        let bin = podbgp_bin();
-        let mut pod = Pod {
-            name,
-            proc: ns.spawn(
-                "podbgp",
-                &[
-                    bin.to_str().unwrap(),
-                    "run",
-                    "-c",
-                    config_path.to_str().unwrap(),
-                    "--api-listen",
-                    api.to_str().unwrap(),
-                    "--log",
-                    "info,podbgp=debug",
-                ],
-            ),
-            api,
-        };
-        poll_until(
-            Duration::from_secs(15),
-            &format!("{name}: podbgp API answering"),
-            || {
-                if !pod.proc.is_running() {
-                    panic!(
-                        "{name}: podbgp exited during start-up:\n{}\n--- config ---\n{config}",
-                        pod.proc.output()
-                    );
-                }
-                pod.peers()
-            },
-        );
-        pod
-    }
-
-    /// `podbgp --api SOCK <args> --json`, parsed.
-    fn cli(&self, args: &[&str]) -> Result<Value, String> {
-        let out = Command::new(podbgp_bin())
-            .arg("--api")
-            .arg(&self.api)
-            .args(args)
-            .arg("--json")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{}: running podbgp {args:?}: {e}", self.name))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{}: podbgp {args:?} --json exited with {}: {}",
-                self.name,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
-            format!(
-                "{}: podbgp {args:?} --json: bad JSON ({e}): {}",
-                self.name,
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    fn array(&self, args: &[&str]) -> Result<Vec<Value>, String> {
-        match self.cli(args)? {
-            Value::Array(items) => Ok(items),
-            other => Err(format!(
-                "{}: podbgp {args:?}: expected an array, got {other}",
-                self.name
-            )),
-        }
-    }
-
-    /// `peers --json`.
-    fn peers(&self) -> Result<Vec<Value>, String> {
-        self.array(&["peers"])
-    }
-
-    /// `routes --json`: every path of the Loc-RIB, with its `best` flag.
-    fn loc_rib(&self) -> Result<Vec<Value>, String> {
-        self.array(&["routes"])
-    }
-
-    /// `routes --table adj-rib-out --peer ADDR --json`: what podbgp sends to `peer`.
-    fn adj_rib_out(&self, peer: &str) -> Result<Vec<Value>, String> {
-        self.array(&["routes", "--table", "adj-rib-out", "--peer", peer])
-    }
-
-    /// Panics unless the daemon is still running.
-    #[track_caller]
-    fn assert_running(&mut self) {
-        if !self.proc.is_running() {
-            panic!("{}: podbgp exited:\n{}", self.name, self.proc.output());
-        }
-    }
-}
-
 /// The `peers --json` entry of `addr`.
 fn find_peer<'a>(peers: &'a [Value], addr: &str) -> Result<&'a Value, String> {
     peers
@@ -185,7 +70,7 @@ fn find_peer<'a>(peers: &'a [Value], addr: &str) -> Result<&'a Value, String> {
 }
 
 /// `established_transitions` of every peer of `pod`, by address.
-fn transitions(pod: &Pod) -> BTreeMap<String, u64> {
+fn transitions(pod: &Podbgp) -> BTreeMap<String, u64> {
     pod.peers()
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()
@@ -416,7 +301,7 @@ fn check_reflected_detail(frr: &Frr, who: &str, net: &str, origin: &str) -> Resu
 
 /// podbgp's view: three established rr-client sessions with the right counters, and a
 /// Loc-RIB holding exactly the announced blocks, each from its originator.
-fn check_reflector(pod: &Pod, world: &Announced) -> Result<(), String> {
+fn check_reflector(pod: &Podbgp, world: &Announced) -> Result<(), String> {
     let peers = pod.peers()?;
     if peers.len() != CLIENTS.len() {
         return Err(format!(
@@ -490,7 +375,13 @@ fn check_reflector(pod: &Pod, world: &Announced) -> Result<(), String> {
 
 /// Polls until podbgp and every client agree with `world`.
 #[track_caller]
-fn wait_reflection(pod: &Pod, clients: &[Frr], world: &Announced, timeout: Duration, what: &str) {
+fn wait_reflection(
+    pod: &Podbgp,
+    clients: &[Frr],
+    world: &Announced,
+    timeout: Duration,
+    what: &str,
+) {
     poll_until(timeout, what, || {
         for (frr, me) in clients.iter().zip(&CLIENTS) {
             check_client(frr, me, world)?;
@@ -519,7 +410,7 @@ fn podbgp_reflects_for_three_frr_clients() {
         .collect();
 
     // podbgp first, so the clients' first connection attempts find it listening.
-    let mut pod = Pod::start(&rr_ns, "rr", &reflector_config());
+    let mut pod = Podbgp::start(&rr_ns, "rr", &reflector_config());
     let clients: Vec<Frr> = client_ns
         .iter()
         .zip(&CLIENTS)
@@ -783,7 +674,7 @@ fn check_tor(tor: &Frr) -> Result<(), String> {
 /// A node: its sessions (mesh peers and ToR) with the right counters, and its Loc-RIB: own
 /// blocks, the other nodes' blocks over the mesh, the service range from the ToR (best) and
 /// from the other two nodes over the mesh.
-fn check_node(pod: &Pod, me: &Node) -> Result<(), String> {
+fn check_node(pod: &Podbgp, me: &Node) -> Result<(), String> {
     let who = me.name;
     let peers = pod.peers()?;
     if peers.len() != NODES.len() {
@@ -911,7 +802,7 @@ fn check_node(pod: &Pod, me: &Node) -> Result<(), String> {
 
 /// A compact dump of what each node advertises to the ToR and what the ToR holds, for the
 /// failure message.
-fn tor_evidence(pods: &[Pod], tor: &Frr, tor_ns: &Netns) -> String {
+fn tor_evidence(pods: &[Podbgp], tor: &Frr, tor_ns: &Netns) -> String {
     let mut s = String::new();
     for pod in pods {
         let out = pod.adj_rib_out(TOR).map_or_else(
@@ -960,10 +851,10 @@ fn podbgp_mesh_with_frr_tor() {
     let tor_ns = lab.netns("tor");
     lan.attach(&tor_ns, "eth0", &[&format!("{TOR}/24")]);
 
-    let mut pods: Vec<Pod> = node_ns
+    let mut pods: Vec<Podbgp> = node_ns
         .iter()
         .zip(&NODES)
-        .map(|(ns, n)| Pod::start(ns, n.name, &node_config(n)))
+        .map(|(ns, n)| Podbgp::start(ns, n.name, &node_config(n)))
         .collect();
     let tor = Frr::new(&tor_ns, &tor_config());
 

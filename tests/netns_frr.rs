@@ -53,8 +53,6 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const POD_AS: u32 = 4_200_000_001;
@@ -157,56 +155,6 @@ fn frr_config(me: &Router) -> String {
         conf = conf.network(net);
     }
     conf.render()
-}
-
-/// The podbgp daemon under test and its operator CLI.
-struct Pod {
-    proc: Proc,
-    api: PathBuf,
-}
-
-impl Pod {
-    /// `podbgp --api SOCK <args> --json`, parsed.
-    fn cli(&self, args: &[&str]) -> Result<Value, String> {
-        let out = Command::new(podbgp_bin())
-            .arg("--api")
-            .arg(&self.api)
-            .args(args)
-            .arg("--json")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("running podbgp {args:?}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "podbgp {args:?} --json exited with {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
-            format!(
-                "podbgp {args:?} --json: bad JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    fn array(&self, args: &[&str]) -> Result<Vec<Value>, String> {
-        match self.cli(args)? {
-            Value::Array(items) => Ok(items),
-            other => Err(format!("podbgp {args:?}: expected an array, got {other}")),
-        }
-    }
-
-    /// `peers --json`.
-    fn peers(&self) -> Result<Vec<Value>, String> {
-        self.array(&["peers"])
-    }
-
-    /// `routes --json` (Loc-RIB).
-    fn loc_rib(&self) -> Result<Vec<Value>, String> {
-        self.array(&["routes"])
-    }
 }
 
 /// The family name podbgp uses in `peers --json`.
@@ -397,7 +345,7 @@ fn find_peer<'a>(peers: &'a [Value], addr: &str) -> Result<&'a Value, String> {
 }
 
 /// Checks podbgp's own view: peer states and per-family counters, and the Loc-RIB.
-fn check_pod(pod: &Pod, world: World) -> Result<(), String> {
+fn check_pod(pod: &Podbgp, world: World) -> Result<(), String> {
     let peers = pod.peers()?;
     if peers.len() != 4 {
         return Err(format!("podbgp has {} peers, want 4", peers.len()));
@@ -497,7 +445,7 @@ fn check_pod(pod: &Pod, world: World) -> Result<(), String> {
 
 /// Polls until both FRRs and podbgp agree with `world`.
 #[track_caller]
-fn wait_world(pod: &Pod, ibgp: &Frr, ebgp: Option<&Frr>, world: World, timeout: Duration) {
+fn wait_world(pod: &Podbgp, ibgp: &Frr, ebgp: Option<&Frr>, world: World, timeout: Duration) {
     let what = format!(
         "FRR and podbgp converged (eBGP FRR {})",
         if world.ebgp_up { "up" } else { "down" }
@@ -512,7 +460,7 @@ fn wait_world(pod: &Pod, ibgp: &Frr, ebgp: Option<&Frr>, world: World, timeout: 
 }
 
 /// `established_transitions` of podbgp's peer `addr`.
-fn transitions(pod: &Pod, addr: &str) -> u64 {
+fn transitions(pod: &Podbgp, addr: &str) -> u64 {
     let peers = pod.peers().unwrap_or_else(|e| panic!("{e}"));
     find_peer(&peers, addr).unwrap_or_else(|e| panic!("{e}"))["established_transitions"]
         .as_u64()
@@ -539,33 +487,8 @@ fn podbgp_with_frr_ibgp_ebgp_v4_v6_restart_and_shutdown() {
     }
 
     // podbgp first, so the FRRs' first connection attempts find it listening.
-    let config_path = pod_ns.dir().join("podbgp.yaml");
-    std::fs::write(&config_path, podbgp_config()).expect("writing podbgp.yaml");
-    let api = pod_ns.dir().join("api.sock");
-    let bin = podbgp_bin();
-    let mut pod = Pod {
-        proc: pod_ns.spawn(
-            "podbgp",
-            &[
-                bin.to_str().unwrap(),
-                "run",
-                "-c",
-                config_path.to_str().unwrap(),
-                "--api-listen",
-                api.to_str().unwrap(),
-                "--log",
-                "info,podbgp=debug",
-            ],
-        ),
-        api,
-    };
+    let mut pod = Podbgp::start(&pod_ns, "pod", &podbgp_config());
     let pod_pid = pod.proc.pid();
-    poll_until(Duration::from_secs(15), "podbgp API answering", || {
-        if !pod.proc.is_running() {
-            panic!("podbgp exited during start-up:\n{}", pod.proc.output());
-        }
-        pod.peers()
-    });
 
     let ibgp = Frr::new(&ibgp_ns, &frr_config(&IBGP));
     let mut ebgp = Frr::new(&ebgp_ns, &frr_config(&EBGP));

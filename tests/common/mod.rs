@@ -54,11 +54,13 @@
 pub mod frr;
 pub mod json;
 pub mod netns;
+pub mod podbgp;
 pub mod poll;
 
 pub use frr::{BgpdConfig, Frr};
 pub use json::{assert_json_subset, json_subset};
 pub use netns::{CmdError, KernelRoute, Lab, Lan, Netns, Proc};
+pub use podbgp::Podbgp;
 pub use poll::poll_until;
 pub use serde_json::{Value, json};
 pub use std::time::Duration;

@@ -1,0 +1,117 @@
+//! A podbgp daemon started in a namespace, and its operator CLI with `--json` parsed.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::{Duration, Netns, Proc, podbgp_bin, poll_until};
+
+/// One podbgp daemon and its operator CLI.
+pub struct Podbgp {
+    pub name: &'static str,
+    pub proc: Proc,
+    pub api: PathBuf,
+}
+
+impl Podbgp {
+    /// Writes `config` to `<ns dir>/podbgp.yaml`, starts `podbgp run` in `ns` and waits until
+    /// its API answers.
+    pub fn start(ns: &Netns, name: &'static str, config: &str) -> Podbgp {
+        let config_path = ns.dir().join("podbgp.yaml");
+        std::fs::write(&config_path, config).expect("writing podbgp.yaml");
+        let api = ns.dir().join("api.sock");
+        let bin = podbgp_bin();
+        let mut pod = Podbgp {
+            name,
+            proc: ns.spawn(
+                "podbgp",
+                &[
+                    bin.to_str().unwrap(),
+                    "run",
+                    "-c",
+                    config_path.to_str().unwrap(),
+                    "--api-listen",
+                    api.to_str().unwrap(),
+                    "--log",
+                    "info,podbgp=debug",
+                ],
+            ),
+            api,
+        };
+        poll_until(
+            Duration::from_secs(15),
+            &format!("{name}: podbgp API answering"),
+            || {
+                if !pod.proc.is_running() {
+                    panic!(
+                        "{name}: podbgp exited during start-up:\n{}\n--- config ---\n{config}",
+                        pod.proc.output()
+                    );
+                }
+                pod.peers()
+            },
+        );
+        pod
+    }
+
+    /// `podbgp --api SOCK <args> --json`, parsed.
+    pub fn cli(&self, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new(podbgp_bin())
+            .arg("--api")
+            .arg(&self.api)
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: running podbgp {args:?}: {e}", self.name))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{}: podbgp {args:?} --json exited with {}: {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "{}: podbgp {args:?} --json: bad JSON ({e}): {}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn array(&self, args: &[&str]) -> Result<Vec<Value>, String> {
+        match self.cli(args)? {
+            Value::Array(items) => Ok(items),
+            other => Err(format!(
+                "{}: podbgp {args:?}: expected an array, got {other}",
+                self.name
+            )),
+        }
+    }
+
+    /// `peers --json`.
+    pub fn peers(&self) -> Result<Vec<Value>, String> {
+        self.array(&["peers"])
+    }
+
+    /// `routes --json`: every path of the Loc-RIB, with its `best` flag.
+    pub fn loc_rib(&self) -> Result<Vec<Value>, String> {
+        self.array(&["routes"])
+    }
+
+    /// `routes --table adj-rib-out --peer ADDR --json`: what podbgp sends to `peer`.
+    pub fn adj_rib_out(&self, peer: &str) -> Result<Vec<Value>, String> {
+        self.array(&["routes", "--table", "adj-rib-out", "--peer", peer])
+    }
+
+    /// Panics unless the daemon is still running.
+    #[track_caller]
+    pub fn assert_running(&mut self) {
+        if !self.proc.is_running() {
+            panic!("{}: podbgp exited:\n{}", self.name, self.proc.output());
+        }
+    }
+}

@@ -2,8 +2,10 @@
 
 pub mod api;
 pub mod bench;
+pub mod calico;
 pub mod cli;
 pub mod config;
+pub mod datastore;
 pub mod demo;
 pub mod driver;
 pub mod rib;

@@ -1,0 +1,1 @@
+//! Calico's label-selector language (filled in by the selector change).

@@ -33,9 +33,31 @@ enum LogFormat {
 enum Cmd {
     /// Run the BGP daemon.
     Run {
-        /// Speaker configuration file (YAML; see README "Configuration").
-        #[arg(long, short = 'c', value_name = "FILE")]
-        config: PathBuf,
+        /// Speaker configuration file (YAML; see README "Configuration"). Alternative to
+        /// --datastore.
+        #[arg(
+            long,
+            short = 'c',
+            value_name = "FILE",
+            conflicts_with = "datastore",
+            required_unless_present = "datastore"
+        )]
+        config: Option<PathBuf>,
+        /// Follow a Calico datastore: `file:PATH` (multi-document YAML of Calico v3
+        /// resources, reloaded when it changes) or `etcdv3` (endpoints and TLS from
+        /// ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE).
+        #[arg(long, value_name = "file:PATH|etcdv3", requires = "node")]
+        datastore: Option<podbgp::datastore::DatastoreSpec>,
+        /// This node's name in the datastore (calico/node's NODENAME).
+        #[arg(long, env = "NODENAME", value_name = "NAME")]
+        node: Option<String>,
+        /// Router id: an IPv4 address, `hash` (derived from the node name), or unset for the
+        /// node's IPv4 address (calico/node's CALICO_ROUTER_ID).
+        #[arg(long, env = "CALICO_ROUTER_ID", value_name = "IP|hash")]
+        router_id: Option<String>,
+        /// Hold time offered on every session in datastore mode (Calico/BIRD use 240).
+        #[arg(long, value_name = "SECONDS", default_value_t = 240)]
+        hold_time: u16,
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -53,6 +75,18 @@ enum Cmd {
     CheckConfig {
         #[arg(value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Show the configuration a node derives from a Calico datastore file (peers, roles,
+    /// blocks, blackholes), without starting anything.
+    Derive {
+        /// `file:PATH` of Calico v3 resources.
+        #[arg(long, value_name = "file:PATH")]
+        datastore: podbgp::datastore::DatastoreSpec,
+        /// The node's name.
+        #[arg(long, env = "NODENAME", value_name = "NAME")]
+        node: String,
+        #[arg(long, env = "CALICO_ROUTER_ID", value_name = "IP|hash")]
+        router_id: Option<String>,
     },
     /// Benchmark a speaker over loopback (see `podbgp bench rr-fanin --help`).
     Bench(podbgp::bench::BenchArgs),
@@ -149,6 +183,96 @@ async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> 
     Ok(())
 }
 
+fn derive_options(
+    router_id: Option<&str>,
+    hold_time: u16,
+) -> anyhow::Result<podbgp::calico::DeriveOptions> {
+    use podbgp::calico::RouterIdMode;
+    let router_id = match router_id.map(str::trim) {
+        None | Some("") => RouterIdMode::NodeIp,
+        Some("hash") => RouterIdMode::Hash,
+        Some(ip) => RouterIdMode::Fixed(ip.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid --router-id / CALICO_ROUTER_ID {ip:?}: expected an IPv4 address or `hash`"
+            )
+        })?),
+    };
+    if hold_time != 0 && hold_time < 3 {
+        anyhow::bail!(
+            "invalid --hold-time {hold_time}: must be 0 or at least 3 seconds (RFC 4271 §4.2)"
+        );
+    }
+    Ok(podbgp::calico::DeriveOptions {
+        router_id,
+        hold_time,
+        ..Default::default()
+    })
+}
+
+fn derive_cmd(
+    ds: podbgp::datastore::DatastoreSpec,
+    node: &str,
+    router_id: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let podbgp::datastore::DatastoreSpec::File(path) = ds else {
+        anyhow::bail!("`podbgp derive` reads file datastores only (file:PATH)");
+    };
+    let view = podbgp::datastore::file::load(&path)
+        .with_context(|| format!("invalid datastore file {}", path.display()))?;
+    let opts = derive_options(router_id, 240)?;
+    let d = podbgp::calico::derive(&view, node, &opts)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# node {node}, derived from {}", path.display())?;
+    for n in &d.notes {
+        writeln!(out, "# note: {n}")?;
+    }
+    let bh: Vec<String> = d.blackholes.iter().map(|b| format!("\"{b}\"")).collect();
+    writeln!(out, "# blackholes: [{}]", bh.join(", "))?;
+    write!(out, "{}", config::render_yaml(&d.config))?;
+    Ok(())
+}
+
+fn parse_api_listen(api_listen: Option<&str>) -> anyhow::Result<Option<ApiListen>> {
+    Ok(match api_listen {
+        Some("none") => None,
+        Some(s) => Some(
+            s.parse::<ApiListen>()
+                .map_err(|e| anyhow::anyhow!("invalid --api-listen {s:?}: {e}"))?,
+        ),
+        None => Some(ApiListen::default()),
+    })
+}
+
+/// `podbgp run --datastore ... --node NAME`.
+async fn run_node(
+    datastore: podbgp::datastore::DatastoreSpec,
+    node: String,
+    derive: podbgp::calico::DeriveOptions,
+    api_listen: Option<String>,
+) -> anyhow::Result<()> {
+    let api = parse_api_listen(api_listen.as_deref())?;
+    let mut running = podbgp::node::start(podbgp::node::NodeOptions {
+        datastore,
+        node,
+        derive,
+        api,
+        adjust: None,
+    })
+    .await?;
+    let h = running.driver.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        h.shutdown().await;
+    });
+    running.wait().await
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -162,12 +286,28 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run {
             config,
+            datastore,
+            node,
+            router_id,
+            hold_time,
             log_format,
             log,
             api_listen,
-        } => init_logging(log_format, &log)
-            .and_then(|_| runtime()?.block_on(run(config, api_listen))),
+        } => init_logging(log_format, &log).and_then(|_| match (config, datastore) {
+            (Some(config), _) => runtime()?.block_on(run(config, api_listen)),
+            (None, Some(ds)) => {
+                let node = node.context("--node (or NODENAME) is required with --datastore")?;
+                let opts = derive_options(router_id.as_deref(), hold_time)?;
+                runtime()?.block_on(run_node(ds, node, opts, api_listen))
+            }
+            (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
+        }),
         Cmd::Demo => runtime().and_then(|rt| rt.block_on(podbgp::demo::run())),
+        Cmd::Derive {
+            datastore,
+            node,
+            router_id,
+        } => derive_cmd(datastore, &node, router_id.as_deref()),
         Cmd::Bench(args) => podbgp::bench::main(args),
         Cmd::Client(c) => {
             let code =

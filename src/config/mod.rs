@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-pub use yaml::{ConfigError, ConfigErrorKind, parse_yaml};
+pub use yaml::{ConfigError, ConfigErrorKind, parse_yaml, render_yaml};
 
 use crate::session::SessionConfig;
 use crate::wire::Family;

@@ -309,6 +309,103 @@ pub fn parse_yaml(text: &str) -> Result<SpeakerConfig, ConfigError> {
     })
 }
 
+/// Renders a configuration in the YAML form [`parse_yaml`] reads (what `podbgp config` shows
+/// for a configuration derived from the Calico datastore). Each neighbour's origin is given as a
+/// comment, since the file form has no field for it.
+pub fn render_yaml(cfg: &SpeakerConfig) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "local_as: {}", cfg.local_as);
+    let _ = writeln!(s, "router_id: {}", cfg.router_id);
+    match cfg.listen {
+        Some((a, p)) => {
+            let _ = writeln!(s, "listen: {{ address: \"{a}\", port: {p} }}");
+        }
+        None => s.push_str("listen: false\n"),
+    }
+    let _ = writeln!(s, "cluster_id: {}", cfg.cluster_id);
+    let _ = writeln!(s, "idle_hold_min: {}", cfg.idle_hold_min.as_secs());
+    let _ = writeln!(s, "idle_hold_max: {}", cfg.idle_hold_max.as_secs());
+    match cfg.graceful_restart_time {
+        Some(t) => {
+            let _ = writeln!(s, "graceful_restart_time: {t}");
+        }
+        None => s.push_str("graceful_restart_time: null\n"),
+    }
+    let _ = writeln!(s, "max_ecmp: {}", cfg.max_ecmp);
+    if let Some(a) = cfg.next_hop_ipv4 {
+        let _ = writeln!(s, "next_hop_ipv4: {a}");
+    }
+    if let Some(a) = cfg.next_hop_ipv6 {
+        let _ = writeln!(s, "next_hop_ipv6: \"{a}\"");
+    }
+    if cfg.originate.is_empty() {
+        s.push_str("originate: []\n");
+    } else {
+        s.push_str("originate:\n");
+        for p in &cfg.originate {
+            let _ = writeln!(s, "  - \"{p}\"");
+        }
+    }
+    if cfg.neighbors.is_empty() {
+        s.push_str("neighbors: []\n");
+    } else {
+        s.push_str("neighbors:\n");
+    }
+    for n in &cfg.neighbors {
+        let role = match n.role {
+            PeerRole::Mesh => "mesh",
+            PeerRole::RrClient => "rr-client",
+            PeerRole::RrPeer => "rr-peer",
+            PeerRole::Ebgp => "ebgp",
+        };
+        let origin = match n.origin {
+            PeerOrigin::Configured => "configured",
+            PeerOrigin::Mesh => "node-to-node mesh",
+            PeerOrigin::Global => "global BGPPeer",
+            PeerOrigin::NodeSpecific => "node-specific BGPPeer",
+        };
+        let _ = writeln!(s, "  # {origin}");
+        let _ = writeln!(s, "  - address: \"{}\"", n.address);
+        let _ = writeln!(s, "    port: {}", n.port);
+        let _ = writeln!(s, "    remote_as: {}", n.remote_as);
+        let _ = writeln!(s, "    local_as: {}", n.local_as);
+        let _ = writeln!(s, "    role: {role}");
+        let _ = writeln!(s, "    passive: {}", n.passive);
+        let _ = writeln!(s, "    hold_time: {}", n.hold_time);
+        let _ = writeln!(s, "    connect_retry: {}", n.connect_retry.as_secs());
+        if let Some(a) = n.local_address {
+            let _ = writeln!(s, "    local_address: \"{a}\"");
+        }
+        let nh = match n.next_hop {
+            NextHopMode::Self_ => "self",
+            NextHopMode::Keep => "keep",
+        };
+        let _ = writeln!(s, "    next_hop: {nh}");
+        if let Some(d) = &n.description {
+            let _ = writeln!(
+                s,
+                "    description: {}",
+                serde_json::Value::String(d.clone())
+            );
+        }
+        let _ = writeln!(s, "    allowed_local_as: {}", n.allowed_local_as);
+        let fams: Vec<String> = n
+            .families
+            .iter()
+            .map(|f| {
+                if *f == Family::IPV6_UNICAST {
+                    "ipv6-unicast".to_string()
+                } else {
+                    "ipv4-unicast".to_string()
+                }
+            })
+            .collect();
+        let _ = writeln!(s, "    families: [{}]", fams.join(", "));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,155 @@
+//! A Calico node: the datastore follower, the BGP driver and the API, wired together.
+//!
+//! `podbgp run --datastore ... --node NAME` and `podbgp demo` both start nodes this way. The
+//! node waits for the first complete view and a successful derivation before it opens any
+//! session (Calico never renders a partial configuration), then applies every later derived
+//! configuration as a diff through [`DriverHandle::reload`].
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::api::{ApiHandle, ApiListen, Clock};
+use crate::calico::{DeriveOptions, Derived};
+use crate::config::render_yaml;
+use crate::datastore::{DatastoreSpec, Follower, ViewAdjust, ViewEvent, file_source};
+use crate::driver::{Driver, DriverHandle};
+
+/// How to start a node.
+pub struct NodeOptions {
+    pub datastore: DatastoreSpec,
+    pub node: String,
+    pub derive: DeriveOptions,
+    pub api: Option<ApiListen>,
+    /// Edits applied to every view before derivation (the demo's free-port override).
+    pub adjust: Option<ViewAdjust>,
+}
+
+/// A running node.
+pub struct RunningNode {
+    pub driver: DriverHandle,
+    /// The configuration in force (the last one derived).
+    pub derived: watch::Receiver<Option<Derived>>,
+    pub task: JoinHandle<Result<(), crate::driver::DriverError>>,
+    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    api_task: Option<JoinHandle<Result<(), crate::api::ApiError>>>,
+}
+
+impl RunningNode {
+    /// Closes every session, stops the API and waits for the driver.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.driver.shutdown().await;
+        self.wait().await
+    }
+
+    /// Waits until the driver stops (after a shutdown request), then stops the API.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        let r = (&mut self.task).await;
+        if let Some(s) = self.api_stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.api_task.take() {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!("API server: {e}"),
+                Err(e) => tracing::warn!("API task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        r.context("driver task")?.context("driver")?;
+        Ok(())
+    }
+}
+
+fn source(spec: &DatastoreSpec) -> anyhow::Result<mpsc::Receiver<ViewEvent>> {
+    match spec {
+        DatastoreSpec::File(p) => Ok(file_source(p.clone())),
+        DatastoreSpec::Etcd => crate::datastore::etcd_source(),
+    }
+}
+
+/// Starts a node and returns once its sessions are configured.
+pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
+    let mut rx = source(&opts.datastore)?;
+    let mut follower = Follower::new(opts.node.clone(), opts.derive.clone());
+    follower.adjust = opts.adjust;
+    let fatal_at_start = matches!(opts.datastore, DatastoreSpec::File(_));
+
+    // Initial sync: the first complete view, and a configuration derived from it.
+    let first = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        let ev = match ev {
+            Ok(Some(ev)) => ev,
+            Ok(None) => anyhow::bail!("datastore {} closed before the first sync", opts.datastore),
+            Err(_) => {
+                info!(datastore = %opts.datastore, "waiting for the datastore ...");
+                continue;
+            }
+        };
+        if fatal_at_start && let ViewEvent::Problem(p) = &ev {
+            anyhow::bail!("{p}");
+        }
+        follower.apply(ev);
+        if let Some(d) = follower.derive() {
+            break d;
+        }
+        if let Some(e) = follower.last_error() {
+            if fatal_at_start {
+                anyhow::bail!("datastore {}: {e}", opts.datastore);
+            }
+            info!(datastore = %opts.datastore, "waiting: {e}");
+        }
+    };
+    info!(
+        node = %opts.node,
+        datastore = %opts.datastore,
+        router_id = %first.config.router_id,
+        peers = first.config.neighbors.len(),
+        blocks = first.config.originate.len(),
+        "initial configuration derived"
+    );
+    let (driver, handle) = Driver::new(first.config.clone());
+    let (yaml_tx, yaml_rx) = watch::channel(render_yaml(&first.config));
+    let (derived_tx, derived_rx) = watch::channel(Some(first));
+    let (follow_tx, mut follow_rx) = watch::channel(None);
+    tokio::spawn(follower.run(rx, follow_tx));
+    let h = handle.clone();
+    tokio::spawn(async move {
+        while follow_rx.changed().await.is_ok() {
+            let d = follow_rx.borrow_and_update().clone();
+            if let Some(d) = d {
+                let _ = yaml_tx.send(render_yaml(&d.config));
+                h.reload(d.config.clone()).await;
+                if derived_tx.send(Some(d)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    let (mut api_stop, mut api_task) = (None, None);
+    if let Some(listen) = opts.api {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let api = ApiHandle {
+            requests: handle.api.clone(),
+            events: handle.events.clone(),
+            config_yaml: yaml_rx,
+            clock: Clock::now(),
+        };
+        info!(%listen, "API listening");
+        api_task = Some(tokio::spawn(crate::api::serve(listen, api, async {
+            let _ = stop_rx.await;
+        })));
+        api_stop = Some(stop_tx);
+    }
+    let task = tokio::spawn(driver.run());
+    Ok(RunningNode {
+        driver: handle,
+        derived: derived_rx,
+        task,
+        api_stop,
+        api_task,
+    })
+}

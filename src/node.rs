@@ -15,7 +15,9 @@ use tracing::info;
 use crate::api::{ApiHandle, ApiListen, Clock};
 use crate::calico::{DeriveOptions, Derived};
 use crate::config::render_yaml;
-use crate::datastore::{DatastoreSpec, Follower, ViewAdjust, ViewEvent, file_source};
+use crate::datastore::{
+    DatastoreSpec, DerivedAdjust, Follower, ViewAdjust, ViewEvent, file_source,
+};
 use crate::driver::{Driver, DriverHandle};
 
 /// How to start a node.
@@ -26,6 +28,8 @@ pub struct NodeOptions {
     pub api: Option<ApiListen>,
     /// Edits applied to every view before derivation (the demo's free-port override).
     pub adjust: Option<ViewAdjust>,
+    /// Edits applied to every derived configuration (the demo's next-hop rewrite).
+    pub finish: Option<DerivedAdjust>,
 }
 
 /// A running node.
@@ -75,6 +79,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let mut rx = source(&opts.datastore)?;
     let mut follower = Follower::new(opts.node.clone(), opts.derive.clone());
     follower.adjust = opts.adjust;
+    follower.finish = opts.finish;
     let fatal_at_start = matches!(opts.datastore, DatastoreSpec::File(_));
 
     // Initial sync: the first complete view, and a configuration derived from it.

@@ -258,6 +258,7 @@ async fn run_node(
         derive,
         api,
         adjust: None,
+        finish: None,
     })
     .await?;
     let h = running.driver.clone();

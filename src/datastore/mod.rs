@@ -80,6 +80,9 @@ pub struct FollowerStats {
 /// An edit applied to every view before derivation.
 pub type ViewAdjust = Box<dyn Fn(&mut ClusterView) + Send>;
 
+/// An edit applied to every derived configuration (the demo's next-hop rewrite).
+pub type DerivedAdjust = Box<dyn Fn(&mut Derived) + Send>;
+
 /// Keeps the view and publishes this node's derived configuration.
 pub struct Follower {
     node: String,
@@ -92,6 +95,8 @@ pub struct Follower {
     pub stats: FollowerStats,
     /// Edits applied to every view before derivation (the demo's port override).
     pub adjust: Option<ViewAdjust>,
+    /// Edits applied to every derived configuration.
+    pub finish: Option<DerivedAdjust>,
 }
 
 impl Follower {
@@ -106,6 +111,7 @@ impl Follower {
             last_notes: Vec::new(),
             stats: FollowerStats::default(),
             adjust: None,
+            finish: None,
         }
     }
 
@@ -153,7 +159,10 @@ impl Follower {
         }
         self.stats.derivations += 1;
         match derive(&self.view, &self.node, &self.opts) {
-            Ok(d) => {
+            Ok(mut d) => {
+                if let Some(f) = &self.finish {
+                    f(&mut d);
+                }
                 self.last_error = None;
                 if d.notes != self.last_notes {
                     for n in d.notes.iter().filter(|n| !self.last_notes.contains(n)) {

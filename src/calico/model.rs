@@ -1291,6 +1291,63 @@ pub fn parse_etcd_value(key: &EtcdKey, value: &[u8]) -> Result<Resource, Resourc
     }
 }
 
+/// The etcd key and JSON value Calico keeps for a resource document (what `calicoctl apply`
+/// writes with `DATASTORE_TYPE=etcdv3`), after validating it; `None` for kinds podbgp does not
+/// read. Used to seed etcd from a topology file.
+pub fn etcd_kv(doc: &serde_json::Value) -> Result<Option<(String, String)>, ResourceError> {
+    let Some(r) = parse_resource(doc)? else {
+        return Ok(None);
+    };
+    let fam = |n: &IpNet| if n.addr().is_ipv4() { "ipv4" } else { "ipv6" };
+    let kv = match &r {
+        Resource::BlockAffinity(a) => {
+            let host = if a.host { "host" } else { "virtual" };
+            let state = match a.state {
+                AffinityState::Confirmed => "confirmed",
+                AffinityState::Pending => "pending",
+                AffinityState::PendingDeletion => "pendingDeletion",
+            };
+            (
+                format!(
+                    "/calico/ipam/v2/{host}/{}/{}/block/{}",
+                    a.node,
+                    fam(&a.cidr),
+                    key_cidr(&a.cidr)
+                ),
+                serde_json::json!({"state": state, "deleted": a.deleted}).to_string(),
+            )
+        }
+        Resource::IpamBlock(b) => (
+            format!("/calico/ipam/v2/assignment/{}/block/{}", fam(&b.cidr), key_cidr(&b.cidr)),
+            serde_json::json!({"cidr": b.cidr.to_string(), "affinity": b.affinity, "deleted": b.deleted})
+                .to_string(),
+        ),
+        other => {
+            let plural = match other {
+                Resource::Node(_) => "nodes",
+                Resource::BgpConfiguration(_) => "bgpconfigurations",
+                Resource::BgpPeer(_) => "bgppeers",
+                _ => "ippools",
+            };
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            let mut v = doc.clone();
+            v["apiVersion"] = serde_json::Value::from("projectcalico.org/v3");
+            (
+                format!("/calico/resources/v3/projectcalico.org/{plural}/{name}"),
+                v.to_string(),
+            )
+        }
+    };
+    Ok(Some(kv))
+}
+
+/// Every document of a multi-document YAML text as JSON values (empty documents skipped).
+pub fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    serde_saphyr::from_multiple::<serde_json::Value>(text)
+        .map(|v| v.into_iter().filter(|d| !d.is_null()).collect())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1444,6 +1501,22 @@ mod tests {
                        "spec": {"peerSelector": "rr == 'true'", "asNumber": 65001}});
         let e = parse_resource(&v).unwrap_err().to_string();
         assert!(e.contains("spec.asNumber"), "{e}");
+    }
+
+    #[test]
+    fn etcd_round_trip() {
+        let docs = [
+            json!({"kind": "BlockAffinity", "metadata": {"name": "x"},
+                   "spec": {"node": "a", "cidr": "10.244.1.0/26", "state": "pending", "deleted": "false"}}),
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": "tor"},
+                   "spec": {"peerIP": "198.18.0.1", "asNumber": 65001}}),
+        ];
+        for d in docs {
+            let (k, v) = etcd_kv(&d).unwrap().unwrap();
+            let key = parse_etcd_key(&k).unwrap();
+            let back = parse_etcd_value(&key, v.as_bytes()).unwrap();
+            assert_eq!(Some(back), parse_resource(&d).unwrap(), "{k}");
+        }
     }
 
     #[test]

@@ -221,6 +221,30 @@ mod tests {
     }
 
     #[test]
+    fn next_connection_change_restarts_a_session_that_is_not_established() {
+        let now = Instant::now();
+        let mut s = Speaker::new(cfg(&[2]), now);
+        let (attempt, _) = connects(&drain(&mut s))[0];
+        let mut passive = cfg(&[2]);
+        passive.neighbors[0].passive = true;
+        let d = s.apply_config(now, passive);
+        assert_eq!(d.peers_changed[0].apply(), Apply::NextConnection);
+        let out = drain(&mut s);
+        assert!(out.contains(&Output::Close { conn: attempt }), "{out:?}");
+        assert!(
+            connects(&out).is_empty(),
+            "a passive session does not connect"
+        );
+        assert_eq!(s.peer(0).map(|p| p.session.state()), Some(State::Active));
+        s.apply_config(now, cfg(&[2]));
+        assert_eq!(
+            connects(&drain(&mut s)).len(),
+            1,
+            "active again: one new attempt"
+        );
+    }
+
+    #[test]
     fn late_events_of_a_removed_peer_are_not_taken_for_its_successor() {
         let now = Instant::now();
         let mut s = Speaker::new(cfg(&[2]), now);

@@ -152,7 +152,8 @@ async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> 
             match load(&path) {
                 Ok(cfg) => {
                     let _ = yaml_tx.send(std::fs::read_to_string(&path).unwrap_or_default());
-                    h.reload(cfg).await
+                    // The driver logs what changed (one INFO line).
+                    let _ = h.reload(cfg).await;
                 }
                 Err(e) => {
                     tracing::error!("reload failed, keeping the running configuration: {e:#}")

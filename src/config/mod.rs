@@ -8,7 +8,11 @@
 //! field, with line and column), and is validated once into newtypes and enums: a
 //! `SpeakerConfig` that exists is a config that makes sense (hold time 0 or ≥ 3, AS ≠ 0,
 //! unique neighbours, role consistent with the AS numbers).
+//!
+//! A reload compares two of them with [`diff()`] (`diff.rs`), which classifies every change as
+//! in place, next connection, or session reset.
 
+pub mod diff;
 mod yaml;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,6 +20,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use diff::{Apply, ConfigDiff, PeerChange, PeerField, SpeakerApply, SpeakerField, diff};
 pub use yaml::{ConfigError, ConfigErrorKind, parse_yaml, render_yaml};
 
 use crate::session::SessionConfig;

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info};
 
 pub use crate::api::ApiRequest;
-use crate::config::SpeakerConfig;
+use crate::config::{ConfigDiff, SpeakerConfig};
 use crate::session::ConnId;
 use crate::speaker::{Input, Output, Speaker, SpeakerEvent};
 
@@ -47,7 +47,14 @@ pub struct DriverHandle {
     pub api: mpsc::Sender<ApiRequest>,
     pub events: broadcast::Sender<SpeakerEvent>,
     shutdown: mpsc::Sender<()>,
-    reload: mpsc::Sender<SpeakerConfig>,
+    reload: mpsc::Sender<Reload>,
+}
+
+/// A configuration to apply, and where to report what changed.
+#[derive(Debug)]
+struct Reload {
+    cfg: SpeakerConfig,
+    reply: oneshot::Sender<ConfigDiff>,
 }
 
 impl DriverHandle {
@@ -56,10 +63,13 @@ impl DriverHandle {
         let _ = self.shutdown.send(()).await;
     }
 
-    /// Applies a new configuration. Locally originated prefixes are announced and withdrawn in
-    /// place; other changes are logged and need a restart (until live peer diffs land).
-    pub async fn reload(&self, cfg: SpeakerConfig) {
-        let _ = self.reload.send(cfg).await;
+    /// Applies a new configuration live (`Speaker::apply_config`: only what changed is
+    /// touched; unaffected sessions keep running) and returns the difference that was applied.
+    /// `None` when the driver has stopped.
+    pub async fn reload(&self, cfg: SpeakerConfig) -> Option<ConfigDiff> {
+        let (reply, rx) = oneshot::channel();
+        self.reload.send(Reload { cfg, reply }).await.ok()?;
+        rx.await.ok()
     }
 }
 
@@ -87,7 +97,7 @@ pub struct Driver {
     cfg: SpeakerConfig,
     api_rx: mpsc::Receiver<ApiRequest>,
     shutdown_rx: mpsc::Receiver<()>,
-    reload_rx: mpsc::Receiver<SpeakerConfig>,
+    reload_rx: mpsc::Receiver<Reload>,
     events: broadcast::Sender<SpeakerEvent>,
 }
 
@@ -118,13 +128,16 @@ impl Driver {
     /// Runs until shutdown. Binds the listener first so errors surface immediately.
     pub async fn run(mut self) -> Result<(), DriverError> {
         let (task_tx, mut task_rx) = mpsc::channel::<TaskMsg>(1024);
-        if let Some((ip, port)) = self.cfg.listen {
-            let addr = SocketAddr::new(ip, port);
-            let listener =
-                listen_socket(addr).map_err(|source| DriverError::Listen { addr, source })?;
-            info!(%addr, "listening for BGP connections");
-            tokio::spawn(net::accept_loop(listener, task_tx.clone()));
-        }
+        let mut listener = match self.cfg.listen {
+            Some((ip, port)) => {
+                let addr = SocketAddr::new(ip, port);
+                let l = net::Listener::bind(addr, &task_tx)
+                    .map_err(|source| DriverError::Listen { addr, source })?;
+                info!(%addr, "listening for BGP connections");
+                Some(l)
+            }
+            None => None,
+        };
         let mut speaker = Speaker::new(self.cfg.clone(), Instant::now());
         let mut conns: FxHashMap<ConnId, net::ConnHandle> = FxHashMap::default();
         let next_accept = Arc::new(AtomicU64::new(1 << 63));
@@ -187,9 +200,15 @@ impl Driver {
                     }
                     speaker.handle_timeout(Instant::now());
                 }
-                new = self.reload_rx.recv() => {
-                    if let Some(new) = new {
-                        apply_reload(&mut speaker, new);
+                reload = self.reload_rx.recv() => {
+                    if let Some(Reload { cfg, reply }) = reload {
+                        let diff = speaker.apply_config(Instant::now(), cfg);
+                        log_reload(&diff);
+                        if diff.listen_changed() {
+                            let want = speaker.config().listen.map(|(ip, port)| SocketAddr::new(ip, port));
+                            net::rebind(&mut listener, want, &task_tx).await;
+                        }
+                        let _ = reply.send(diff);
                     }
                 }
                 // More decision/UPDATE work is waiting: come back right after the events above.
@@ -200,6 +219,9 @@ impl Driver {
                     shutting_down = true;
                 }
             }
+        }
+        if let Some(l) = listener.take() {
+            l.close().await;
         }
         // Let writers flush the NOTIFICATIONs, bounded in time.
         closing.extend(conns.into_values().map(|c| tokio::spawn(c.close())));
@@ -212,29 +234,22 @@ impl Driver {
     }
 }
 
-fn apply_reload(speaker: &mut Speaker, new: SpeakerConfig) {
-    let now = Instant::now();
-    let old = speaker.config().clone();
-    let old_set: rustc_hash::FxHashSet<_> = old.originate.iter().copied().collect();
-    let new_set: rustc_hash::FxHashSet<_> = new.originate.iter().copied().collect();
-    let (mut added, mut removed) = (0usize, 0usize);
-    for p in new_set.difference(&old_set) {
-        speaker.handle(now, Input::Originate(*p));
-        added += 1;
-    }
-    for p in old_set.difference(&new_set) {
-        speaker.handle(now, Input::WithdrawLocal(*p));
-        removed += 1;
-    }
-    let mut rest_old = old.clone();
-    rest_old.originate = new.originate.clone();
-    if rest_old != new {
-        tracing::warn!(
-            "configuration changes other than `originate` need a restart; they were not applied"
-        );
-    }
-    speaker.set_originate(new.originate);
-    info!(added, removed, "configuration reloaded");
+/// One INFO line per reload: counts, and which peers.
+fn log_reload(diff: &ConfigDiff) {
+    let reset = if diff.resets_all() {
+        "all".to_string()
+    } else {
+        diff.peers_reset().count().to_string()
+    };
+    info!(
+        added = diff.peers_added.len(),
+        removed = diff.peers_removed.len(),
+        changed = diff.peers_changed.len(),
+        reset = %reset,
+        originate_added = diff.originate_added.len(),
+        originate_removed = diff.originate_removed.len(),
+        "configuration reloaded: {diff}"
+    );
 }
 
 fn handle_task(

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use super::TaskMsg;
 use crate::session::ConnId;
@@ -28,6 +28,89 @@ pub fn listen_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.set_reuseaddr(true)?;
     sock.bind(addr)?;
     sock.listen(128)
+}
+
+/// The listening socket's accept task.
+#[derive(Debug)]
+pub(super) struct Listener {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` and starts accepting; accepted connections go to `tx`.
+    pub(super) fn bind(addr: SocketAddr, tx: &mpsc::Sender<TaskMsg>) -> std::io::Result<Listener> {
+        let listener = listen_socket(addr)?;
+        let task = tokio::spawn(accept_loop(listener, tx.clone()));
+        Ok(Listener { addr, task })
+    }
+
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and closes the socket (returns once it is closed). Connections already
+    /// accepted are not affected.
+    pub(super) async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Moves the listener to `want` (a configuration reload changed `listen`). The new socket is
+/// bound before the old one is closed; when the old one is what is in the way (say
+/// `0.0.0.0:179` → `198.18.0.1:179`), it is closed first and restored if the new address still
+/// cannot be bound. A bind error is logged and the old listener kept.
+pub(super) async fn rebind(
+    current: &mut Option<Listener>,
+    want: Option<SocketAddr>,
+    tx: &mpsc::Sender<TaskMsg>,
+) {
+    let Some(addr) = want else {
+        if let Some(old) = current.take() {
+            let old_addr = old.addr();
+            old.close().await;
+            info!(addr = %old_addr, "stopped listening for BGP connections");
+        }
+        return;
+    };
+    let err = match Listener::bind(addr, tx) {
+        Ok(new) => {
+            if let Some(old) = current.replace(new) {
+                let old_addr = old.addr();
+                old.close().await;
+                info!(addr = %old_addr, "stopped listening for BGP connections");
+            }
+            info!(%addr, "listening for BGP connections");
+            return;
+        }
+        Err(e) => e,
+    };
+    if err.kind() == std::io::ErrorKind::AddrInUse
+        && let Some(old) = current.take()
+    {
+        let old_addr = old.addr();
+        old.close().await;
+        match Listener::bind(addr, tx) {
+            Ok(new) => {
+                *current = Some(new);
+                info!(%addr, old = %old_addr, "listening for BGP connections");
+            }
+            Err(e) => {
+                warn!(%addr, error = %e, old = %old_addr,
+                      "cannot listen on the new address; keeping the old listener");
+                match Listener::bind(old_addr, tx) {
+                    Ok(l) => *current = Some(l),
+                    Err(e) => {
+                        error!(addr = %old_addr, error = %e, "cannot restore the old listener")
+                    }
+                }
+            }
+        }
+        return;
+    }
+    warn!(%addr, error = %err, old = ?current.as_ref().map(Listener::addr),
+          "cannot listen on the new address; keeping the old listener");
 }
 
 pub(super) async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<TaskMsg>) {

@@ -271,12 +271,47 @@ impl Rib {
     }
 
     /// A peer left Established: its paths leave the Loc-RIB, its Adj-RIB-Out is forgotten.
+    ///
+    /// Every other peer's export cache forgets what it derived from `idx`'s paths: the exported
+    /// attributes depend on the source's role and router id, and the next peer up in the same
+    /// slot (a reconnect with a new router id, or a new peer in a reused slot) may send the very
+    /// same interned attributes.
     pub fn peer_down(&mut self, idx: PeerIdx) {
         let Some(peer) = self.peers.remove(&idx) else {
             return;
         };
         for prefix in peer.adj_in {
             self.remove_path(prefix, idx);
+        }
+        for other in self.peers.values_mut() {
+            other.export_cache.retain(|&(_, src), _| src != idx);
+        }
+    }
+
+    /// Replaces the RIB-wide settings (a configuration reload). Every prefix is decided again
+    /// (the router id breaks ties against local paths; the selection settings shape the ECMP
+    /// set), and when the identity changed (router id, cluster id, AS) every peer's
+    /// Adj-RIB-Out is recomputed, since reflection attributes and loop checks depend on it.
+    /// The speaker resets every session on an identity change anyway, which leaves nothing to
+    /// recompute; this keeps the RIB correct on its own.
+    pub fn set_cfg(&mut self, cfg: RibCfg) {
+        let identity = (cfg.local_as, cfg.router_id, cfg.cluster_id)
+            != (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
+        self.cfg = cfg;
+        for (prefix, dest) in self.dests.iter_mut() {
+            if !dest.dirty {
+                dest.dirty = true;
+                self.dirty.push(*prefix);
+            }
+        }
+        if identity {
+            let prefixes: Vec<IpNet> = self.dests.keys().copied().collect();
+            for peer in self.peers.values_mut() {
+                peer.export_cache.clear();
+            }
+            for prefix in prefixes {
+                self.export_prefix(prefix);
+            }
         }
     }
 

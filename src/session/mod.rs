@@ -315,6 +315,11 @@ impl Session {
         &self.cfg
     }
 
+    /// The id given to [`Session::new`] (the high half of our outgoing `ConnId`s).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// Replaces parameters that take effect on the next connection (no reset).
     pub fn set_config(&mut self, cfg: SessionConfig) {
         self.backoff = Backoff::new(cfg.idle_hold_min, cfg.idle_hold_max);

@@ -11,8 +11,18 @@
 //! [`SEND_WINDOW`] bytes are in flight (reported back by the driver with `Input::Sent`). The
 //! rest waits in the peer's Adj-RIB-Out queue, so a slow peer costs at most its table size,
 //! never an unbounded message queue, and never slows the other peers.
+//!
+//! Peer slots: a peer lives in slot `PeerIdx` of `peers` (its RIB source index) from the moment
+//! it is configured until it is de-configured (`apply_config`, `reconfig.rs`); freed slots are
+//! reused, so churn never grows the table. Each session gets a fresh session id (the high half
+//! of its outgoing `ConnId`s), so a late event about a removed peer's connection can never be
+//! taken for one of a new peer in the same slot.
+//!
+//! Invariants: every `by_addr` entry points at an occupied slot; every `conns` entry with
+//! `peer: Some(idx)` points at an occupied slot; a free slot has no RIB state (`peer_down` ran).
 
 pub mod query;
+mod reconfig;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -94,6 +104,9 @@ struct Peer {
     info: String,
 }
 
+/// Session ids are below 2^31: `ConnId`s with the top bit set belong to the driver (accepted).
+const SESSION_ID_LIMIT: u32 = 1 << 31;
+
 #[derive(Debug)]
 struct ConnInfo {
     peer: Option<PeerIdx>,
@@ -106,7 +119,14 @@ struct ConnInfo {
 pub struct Speaker {
     cfg: SpeakerConfig,
     started: Instant,
-    peers: Vec<Peer>,
+    /// Peer slots, indexed by `PeerIdx`; `None` is a free slot (listed in `free`).
+    peers: Vec<Option<Peer>>,
+    free: Vec<PeerIdx>,
+    /// The next session id to hand out (see the module documentation).
+    next_session: u32,
+    /// True once `next_session` wrapped: from then on a candidate id is checked against the
+    /// live sessions.
+    session_ids_wrapped: bool,
     by_addr: FxHashMap<IpAddr, PeerIdx>,
     conns: FxHashMap<ConnId, ConnInfo>,
     rib: Rib,
@@ -120,18 +140,13 @@ pub struct Speaker {
 impl Speaker {
     /// A speaker with every configured session started and local prefixes originated.
     pub fn new(cfg: SpeakerConfig, now: Instant) -> Self {
-        let rib = Rib::new(RibCfg {
-            local_as: cfg.local_as,
-            router_id: cfg.router_id,
-            cluster_id: cfg.cluster_id,
-            selection: SelectionCfg {
-                always_compare_med: false,
-                max_ecmp: cfg.max_ecmp,
-            },
-        });
+        let rib = Rib::new(rib_cfg(&cfg));
         let mut s = Speaker {
             started: now,
             peers: Vec::new(),
+            free: Vec::new(),
+            next_session: 0,
+            session_ids_wrapped: false,
             by_addr: FxHashMap::default(),
             conns: FxHashMap::default(),
             rib,
@@ -142,17 +157,8 @@ impl Speaker {
             updates_sent: 0,
             cfg,
         };
-        for (i, pc) in s.cfg.neighbors.clone().into_iter().enumerate() {
-            let idx = i as PeerIdx;
-            let session = Session::new(idx, pc.session(&s.cfg));
-            s.by_addr.insert(pc.address, idx);
-            s.peers.push(Peer {
-                cfg: pc,
-                session,
-                since: now,
-                info: String::new(),
-            });
-            s.session_event(now, idx, SessionEvent::Start);
+        for pc in s.cfg.neighbors.clone() {
+            s.add_peer(now, pc);
         }
         for p in s.cfg.originate.clone() {
             s.rib.originate(p, local_attrs());
@@ -164,9 +170,66 @@ impl Speaker {
         &self.cfg
     }
 
-    /// Records the configured originate list (after the caller applied the difference).
-    pub fn set_originate(&mut self, originate: Vec<IpNet>) {
-        self.cfg.originate = originate;
+    /// Puts a new peer in a free slot (or a new one) and starts its session. `self.cfg` must
+    /// already be the configuration `pc` belongs to.
+    fn add_peer(&mut self, now: Instant, pc: PeerConfig) -> PeerIdx {
+        let session = Session::new(self.alloc_session_id(), pc.session(&self.cfg));
+        let peer = Peer {
+            cfg: pc,
+            session,
+            since: now,
+            info: String::new(),
+        };
+        let addr = canonical(peer.cfg.address);
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.peers[idx as usize] = Some(peer);
+                idx
+            }
+            None => {
+                self.peers.push(Some(peer));
+                (self.peers.len() - 1) as PeerIdx
+            }
+        };
+        self.by_addr.insert(addr, idx);
+        self.session_event(now, idx, SessionEvent::Start);
+        idx
+    }
+
+    /// A session id no live session uses. Ids count up (wrapping below 2^31), so one is only
+    /// reused after 2^31 sessions, long after any event about its connections is gone.
+    fn alloc_session_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_session;
+            self.next_session = (self.next_session + 1) % SESSION_ID_LIMIT;
+            if self.next_session == 0 {
+                self.session_ids_wrapped = true;
+            }
+            if !self.session_ids_wrapped || !self.live_peers().any(|(_, p)| p.session.id() == id) {
+                return id;
+            }
+        }
+    }
+
+    /// The occupied slots.
+    fn live_peers(&self) -> impl Iterator<Item = (PeerIdx, &Peer)> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i as PeerIdx, p)))
+    }
+
+    /// Indices of the occupied slots.
+    fn peer_indices(&self) -> Vec<PeerIdx> {
+        self.live_peers().map(|(i, _)| i).collect()
+    }
+
+    fn peer(&self, idx: PeerIdx) -> Option<&Peer> {
+        self.peers.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    fn peer_mut(&mut self, idx: PeerIdx) -> Option<&mut Peer> {
+        self.peers.get_mut(idx as usize).and_then(Option::as_mut)
     }
 
     /// Handles one input.
@@ -198,18 +261,23 @@ impl Speaker {
                     }
                 }
             }
-            Input::Connected { conn, local } => {
-                if let Some(idx) = self.conn_peer(conn) {
+            Input::Connected { conn, local } => match self.conn_peer(conn) {
+                Some(idx) => {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.local = Some(local);
                     }
                     self.session_event(now, idx, SessionEvent::Connected { conn });
                 }
-            }
+                // An attempt nobody waits for any more (given up, or its peer was removed):
+                // the driver holds a socket for it, so have it closed.
+                None => self.outputs.push_back(Output::Close { conn }),
+            },
             Input::ConnectFailed { conn, reason } => {
                 if let Some(idx) = self.conn_peer(conn) {
                     self.conns.remove(&conn);
-                    self.peers[idx as usize].info = format!("Connect Socket: {reason}");
+                    if let Some(p) = self.peer_mut(idx) {
+                        p.info = format!("Connect Socket: {reason}");
+                    }
                     self.session_event(now, idx, SessionEvent::ConnectFailed { conn });
                 }
             }
@@ -220,7 +288,9 @@ impl Speaker {
             }
             Input::FrameError { conn, error } => {
                 if let Some(idx) = self.conn_peer(conn) {
-                    warn!(peer = %self.peers[idx as usize].cfg.address, %error, "framing error");
+                    if let Some(p) = self.peer(idx) {
+                        warn!(peer = %p.cfg.address, %error, "framing error");
+                    }
                     self.session_event(now, idx, SessionEvent::FramingError { conn, error });
                 }
             }
@@ -238,7 +308,7 @@ impl Speaker {
             Input::Originate(p) => self.rib.originate(p, local_attrs()),
             Input::WithdrawLocal(p) => self.rib.withdraw_local(p),
             Input::Shutdown => {
-                for idx in 0..self.peers.len() as PeerIdx {
+                for idx in self.peer_indices() {
                     let ev = SessionEvent::Stop {
                         subcode: cease::ADMIN_SHUTDOWN,
                         data: Bytes::new(),
@@ -259,9 +329,9 @@ impl Speaker {
                     .get(&canonical(address))
                     .ok_or(QueryError::NoSuchPeer(address))?;
                 if soft {
-                    let established = self.peers[idx as usize]
-                        .session
-                        .established()
+                    let established = self
+                        .peer(idx)
+                        .and_then(|p| p.session.established())
                         .map(|(c, n)| (c, n.clone()));
                     if let Some((conn, neg)) = established {
                         for f in &neg.families {
@@ -296,15 +366,14 @@ impl Speaker {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for idx in 0..self.peers.len() {
-            if self.peers[idx]
-                .session
-                .poll_timeout()
-                .is_some_and(|t| t <= now)
-            {
+        for idx in 0..self.peers.len() as PeerIdx {
+            let Some(peer) = self.peers[idx as usize].as_mut() else {
+                continue;
+            };
+            if peer.session.poll_timeout().is_some_and(|t| t <= now) {
                 let mut actions = std::mem::take(&mut self.scratch);
-                self.peers[idx].session.handle_timeout(now, &mut actions);
-                self.apply_actions(now, idx as PeerIdx, &mut actions);
+                peer.session.handle_timeout(now, &mut actions);
+                self.apply_actions(now, idx, &mut actions);
                 self.scratch = actions;
                 self.needs_flush = true;
             }
@@ -313,9 +382,8 @@ impl Speaker {
 
     /// The earliest deadline across all sessions.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .iter()
-            .filter_map(|p| p.session.poll_timeout())
+        self.live_peers()
+            .filter_map(|(_, p)| p.session.poll_timeout())
             .min()
     }
 
@@ -339,14 +407,11 @@ impl Speaker {
                 .iter()
                 .filter_map(|p| p.next_hop_addr())
                 .collect();
-            let peer = change
-                .paths
-                .first()
-                .and_then(|p| {
-                    (p.src != rib::LOCAL)
-                        .then(|| self.peers.get(p.src as usize).map(|x| x.cfg.address))
-                })
-                .flatten();
+            let peer = change.paths.first().and_then(|p| {
+                (p.src != rib::LOCAL)
+                    .then(|| self.peer(p.src).map(|x| x.cfg.address))
+                    .flatten()
+            });
             debug!(prefix = %change.prefix, ?next_hops, "best path changed");
             self.outputs
                 .push_back(Output::Event(SpeakerEvent::BestPath {
@@ -357,7 +422,10 @@ impl Speaker {
         }
         let mut msgs = Vec::new();
         for idx in 0..self.peers.len() {
-            let Some((conn, _)) = self.peers[idx].session.established() else {
+            let Some((conn, _)) = self.peers[idx]
+                .as_ref()
+                .and_then(|p| p.session.established())
+            else {
                 continue;
             };
             loop {
@@ -373,7 +441,9 @@ impl Speaker {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.in_flight += bytes;
                 }
-                self.peers[idx].session.note_sent(n as u64, n as u64);
+                if let Some(p) = self.peers[idx].as_mut() {
+                    p.session.note_sent(n as u64, n as u64);
+                }
                 self.updates_sent += n as u64;
                 for m in msgs.drain(..) {
                     self.outputs.push_back(Output::Send { conn, bytes: m });
@@ -389,24 +459,33 @@ impl Speaker {
 
     fn conn_peer(&self, conn: ConnId) -> Option<PeerIdx> {
         self.conns.get(&conn).and_then(|c| c.peer).or_else(|| {
-            // Outgoing ConnIds carry the session index in their high half.
-            let idx = (conn.0 >> 32) as usize;
-            (idx < self.peers.len() && self.peers[idx].session.owns(conn)).then_some(idx as PeerIdx)
+            // Outgoing ConnIds carry the session id in their high half; the session must
+            // still own the connection (ids are never shared by two live sessions).
+            let id = conn.0 >> 32;
+            self.live_peers()
+                .find(|(_, p)| u64::from(p.session.id()) == id && p.session.owns(conn))
+                .map(|(i, _)| i)
         })
     }
 
     fn session_event(&mut self, now: Instant, idx: PeerIdx, ev: SessionEvent) {
+        let Some(peer) = self.peers.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
         let mut actions = std::mem::take(&mut self.scratch);
-        self.peers[idx as usize]
-            .session
-            .handle(now, ev, &mut actions);
+        peer.session.handle(now, ev, &mut actions);
         self.apply_actions(now, idx, &mut actions);
         self.scratch = actions;
     }
 
     fn apply_actions(&mut self, now: Instant, idx: PeerIdx, actions: &mut Vec<SessionAction>) {
         for a in actions.drain(..) {
-            let peer = &mut self.peers[idx as usize];
+            let Some(peer) = self.peers.get_mut(idx as usize).and_then(Option::as_mut) else {
+                // Only reachable through a logic error (actions of a freed slot); the
+                // connections involved are already closed by the removal.
+                debug_assert!(false, "actions for free peer slot {idx}");
+                return;
+            };
             match a {
                 SessionAction::Connect { conn } => {
                     self.conns.insert(
@@ -503,11 +582,10 @@ impl Speaker {
                 router_id: self.cfg.router_id,
                 listen: self.cfg.listen,
                 started: self.started,
-                peers_configured: self.peers.len(),
+                peers_configured: self.live_peers().count(),
                 peers_established: self
-                    .peers
-                    .iter()
-                    .filter(|p| p.session.state() == State::Established)
+                    .live_peers()
+                    .filter(|(_, p)| p.session.state() == State::Established)
                     .count(),
                 loc_rib_prefixes: self.rib.loc_rib_len(),
                 decision_runs: self.rib.decision_runs(),
@@ -515,16 +593,17 @@ impl Speaker {
                 updates_sent: self.updates_sent,
             })),
             Query::Peers => Ok(View::Peers(
-                (0..self.peers.len())
-                    .map(|i| self.peer_view(i as PeerIdx))
+                self.live_peers()
+                    .map(|(i, p)| self.peer_view(i, p))
                     .collect(),
             )),
             Query::Peer(addr) => {
-                let idx = *self
+                let (idx, p) = self
                     .by_addr
                     .get(&canonical(*addr))
+                    .and_then(|&i| Some((i, self.peer(i)?)))
                     .ok_or(QueryError::NoSuchPeer(*addr))?;
-                Ok(View::Peer(Box::new(self.peer_view(idx))))
+                Ok(View::Peer(Box::new(self.peer_view(idx, p))))
             }
             Query::Routes {
                 table,
@@ -538,8 +617,7 @@ impl Speaker {
         }
     }
 
-    fn peer_view(&self, idx: PeerIdx) -> PeerView {
-        let p = &self.peers[idx as usize];
+    fn peer_view(&self, idx: PeerIdx, p: &Peer) -> PeerView {
         let st = p.session.stats();
         let neg = p.session.established().map(|(_, n)| n);
         let counts = self.rib.peer_counts(idx);
@@ -608,7 +686,7 @@ impl Speaker {
         };
         let addr_of = |src: PeerIdx| {
             (src != rib::LOCAL)
-                .then(|| self.peers.get(src as usize).map(|p| p.cfg.address))
+                .then(|| self.peer(src).map(|p| p.cfg.address))
                 .flatten()
         };
         match table {
@@ -693,6 +771,19 @@ fn route_view(
         best,
         reason: reason.to_string(),
         stale: false,
+    }
+}
+
+/// The RIB-wide settings a speaker configuration implies.
+fn rib_cfg(cfg: &SpeakerConfig) -> RibCfg {
+    RibCfg {
+        local_as: cfg.local_as,
+        router_id: cfg.router_id,
+        cluster_id: cfg.cluster_id,
+        selection: SelectionCfg {
+            always_compare_med: false,
+            max_ecmp: cfg.max_ecmp,
+        },
     }
 }
 

@@ -280,6 +280,44 @@ impl Lab {
     /// Also reaps namespaces and directories left by test processes that no longer exist.
     pub fn new(name: &str) -> Lab {
         reap_stale_labs();
+        Lab::create(name)
+    }
+
+    /// A lab for processes that run in the test's own network namespace on loopback
+    /// addresses (127.0.0.0/8): a scratch directory and process cleanup, no namespaces (so
+    /// neither root nor `ip` is needed, and nothing is reaped). Start processes with
+    /// [`Lab::spawn`].
+    pub fn loopback(name: &str) -> Lab {
+        Lab::create(name)
+    }
+
+    /// Starts a long-running process in the test's own network namespace (see
+    /// [`Netns::spawn`] for output and cleanup: `<lab dir>/<name>.out`, killed by PID on drop).
+    pub fn spawn(&self, name: &str, argv: &[&str]) -> Proc {
+        let log = self.dir().join(format!("{name}.out"));
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        let err_file = file.try_clone().expect("dup log file");
+        let (program, args) = argv.split_first().expect("spawn: empty argv");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", render_cmd(program, args)));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+            _lab: self.inner.clone(),
+        }
+    }
+
+    fn create(name: &str) -> Lab {
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{NS_PREFIX}{}-{n}", std::process::id());
         let label: String = name

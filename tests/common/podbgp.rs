@@ -5,13 +5,15 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{Duration, Netns, Proc, podbgp_bin, poll_until};
+use super::{Duration, Lab, Netns, Proc, podbgp_bin, poll_until};
 
 /// One podbgp daemon and its operator CLI.
 pub struct Podbgp {
     pub name: &'static str,
     pub proc: Proc,
     pub api: PathBuf,
+    /// The configuration file `podbgp run -c` reads (again on SIGHUP).
+    pub config: PathBuf,
 }
 
 impl Podbgp {
@@ -19,25 +21,44 @@ impl Podbgp {
     /// its API answers.
     pub fn start(ns: &Netns, name: &'static str, config: &str) -> Podbgp {
         let config_path = ns.dir().join("podbgp.yaml");
-        std::fs::write(&config_path, config).expect("writing podbgp.yaml");
         let api = ns.dir().join("api.sock");
+        Podbgp::start_with(name, config, config_path, api, |argv| {
+            ns.spawn("podbgp", argv)
+        })
+    }
+
+    /// Like [`Podbgp::start`], in the test's own network namespace (loopback addresses only):
+    /// files are `<lab dir>/<name>.yaml`, `<name>.sock` and `<name>.out`.
+    pub fn start_loopback(lab: &Lab, name: &'static str, config: &str) -> Podbgp {
+        let config_path = lab.dir().join(format!("{name}.yaml"));
+        let api = lab.dir().join(format!("{name}.sock"));
+        Podbgp::start_with(name, config, config_path, api, |argv| lab.spawn(name, argv))
+    }
+
+    fn start_with(
+        name: &'static str,
+        config: &str,
+        config_path: PathBuf,
+        api: PathBuf,
+        spawn: impl FnOnce(&[&str]) -> Proc,
+    ) -> Podbgp {
+        std::fs::write(&config_path, config)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", config_path.display()));
         let bin = podbgp_bin();
         let mut pod = Podbgp {
             name,
-            proc: ns.spawn(
-                "podbgp",
-                &[
-                    bin.to_str().unwrap(),
-                    "run",
-                    "-c",
-                    config_path.to_str().unwrap(),
-                    "--api-listen",
-                    api.to_str().unwrap(),
-                    "--log",
-                    "info,podbgp=debug",
-                ],
-            ),
+            proc: spawn(&[
+                bin.to_str().unwrap(),
+                "run",
+                "-c",
+                config_path.to_str().unwrap(),
+                "--api-listen",
+                api.to_str().unwrap(),
+                "--log",
+                "info,podbgp=debug",
+            ]),
             api,
+            config: config_path,
         };
         poll_until(
             Duration::from_secs(15),
@@ -53,6 +74,13 @@ impl Podbgp {
             },
         );
         pod
+    }
+
+    /// Rewrites the configuration file and sends SIGHUP (a live reload).
+    pub fn reload(&mut self, config: &str) {
+        std::fs::write(&self.config, config)
+            .unwrap_or_else(|e| panic!("{}: writing {}: {e}", self.name, self.config.display()));
+        self.proc.signal(libc::SIGHUP);
     }
 
     /// `podbgp --api SOCK <args> --json`, parsed.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ipnet::IpNet;
-use podbgp::config::SpeakerConfig;
+use podbgp::config::{ConfigDiff, SpeakerConfig};
 use podbgp::session::{ConnId, State};
 use podbgp::speaker::{
     Command, Input, Output, PeerView, Query, QueryError, RouteView, Speaker, SpeakerEvent,
@@ -70,6 +70,28 @@ pub struct TapUpdate {
     pub withdrawn: Vec<IpNet>,
 }
 
+/// One NOTIFICATION as it went over the simulated wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapNotification {
+    pub at: Duration,
+    pub from: usize,
+    pub to: usize,
+    pub code: u8,
+    pub subcode: u8,
+    pub data: Bytes,
+}
+
+impl TapNotification {
+    /// (code, subcode) with an RFC 8538 Hard Reset (6/9) unwrapped to the NOTIFICATION it
+    /// carries in its data (what a deliberate stop becomes when both sides set the N bit).
+    pub fn effective(&self) -> (u8, u8) {
+        match (self.code, self.subcode, &self.data[..]) {
+            (6, 9, [code, subcode, ..]) => (*code, *subcode),
+            _ => (self.code, self.subcode),
+        }
+    }
+}
+
 struct Delivery {
     to: usize,
     input: Input,
@@ -86,10 +108,31 @@ pub struct Sim {
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     /// Every UPDATE sent, decoded (see [`TapUpdate`]).
     pub tap: Vec<TapUpdate>,
+    /// Every NOTIFICATION sent.
+    pub notifications: Vec<TapNotification>,
     /// Virtual time of the last best-path change or Established transition anywhere.
     last_change: Duration,
     /// Total inputs delivered (for diagnostics and livelock detection).
     pub delivered: u64,
+}
+
+impl Node {
+    fn boot(cfg: SpeakerConfig, now: Instant) -> Node {
+        let addr = match cfg.listen {
+            Some((ip, _)) if !ip.is_unspecified() => ip,
+            _ => IpAddr::V4(cfg.router_id),
+        };
+        let listen = cfg.listen.map(|(_, port)| SocketAddr::new(addr, port));
+        Node {
+            speaker: Speaker::new(cfg, now),
+            addr,
+            listen,
+            alive: true,
+            next_accept: 0,
+            next_port: EPHEMERAL_BASE,
+            events: Vec::new(),
+        }
+    }
 }
 
 impl Sim {
@@ -98,22 +141,7 @@ impl Sim {
         let base = Instant::now();
         let nodes = configs
             .into_iter()
-            .map(|cfg| {
-                let addr = match cfg.listen {
-                    Some((ip, _)) if !ip.is_unspecified() => ip,
-                    _ => IpAddr::V4(cfg.router_id),
-                };
-                let listen = cfg.listen.map(|(_, port)| SocketAddr::new(addr, port));
-                Node {
-                    speaker: Speaker::new(cfg, base),
-                    addr,
-                    listen,
-                    alive: true,
-                    next_accept: 0,
-                    next_port: EPHEMERAL_BASE,
-                    events: Vec::new(),
-                }
-            })
+            .map(|cfg| Node::boot(cfg, base))
             .collect::<Vec<_>>();
         for (i, a) in nodes.iter().enumerate() {
             for b in &nodes[i + 1..] {
@@ -131,6 +159,7 @@ impl Sim {
             queue: VecDeque::new(),
             links: BTreeMap::new(),
             tap: Vec::new(),
+            notifications: Vec::new(),
             last_change: Duration::ZERO,
             delivered: 0,
         }
@@ -389,6 +418,7 @@ impl Sim {
                 Ok(Some(n)) => {
                     let frame = buf.split_to(n);
                     self.record_update(from, to, &frame);
+                    self.record_notification(from, to, &frame);
                     self.push(to, Input::Frame { conn: their, frame });
                 }
                 Ok(None) => panic!(
@@ -403,6 +433,26 @@ impl Sim {
             }
         }
         self.push(from, Input::Sent { conn, bytes: len });
+    }
+
+    fn record_notification(&mut self, from: usize, to: usize, frame: &Bytes) {
+        if frame.get(18) != Some(&3) {
+            return;
+        }
+        match wire::decode_message(frame, &SessionCodec::default()) {
+            Ok(Message::Notification(n)) => self.notifications.push(TapNotification {
+                at: self.now,
+                from,
+                to,
+                code: n.code,
+                subcode: n.subcode,
+                data: n.data,
+            }),
+            other => panic!(
+                "node {from} ({}) sent a NOTIFICATION the harness cannot decode: {other:?}",
+                self.nodes[from].addr
+            ),
+        }
     }
 
     fn record_update(&mut self, from: usize, to: usize, frame: &Bytes) {
@@ -521,6 +571,26 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.speaker = Speaker::new(cfg, now);
         n.alive = true;
+    }
+
+    /// Boots one more node at the current virtual time; returns its index.
+    pub fn add_node(&mut self, cfg: SpeakerConfig) -> usize {
+        let node = Node::boot(cfg, self.instant());
+        assert!(
+            self.nodes.iter().all(|n| n.addr != node.addr),
+            "two simulated nodes share address {}",
+            node.addr
+        );
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Applies a new configuration to node `i` live (`Speaker::apply_config`); its outputs are
+    /// processed by the next drive call.
+    pub fn apply_config(&mut self, i: usize, cfg: SpeakerConfig) -> ConfigDiff {
+        assert!(self.nodes[i].alive, "apply_config to stopped node {i}");
+        let now = self.instant();
+        self.nodes[i].speaker.apply_config(now, cfg)
     }
 
     /// Hands `input` to node `i` now (outputs are processed by the next drive call).

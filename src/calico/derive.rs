@@ -376,20 +376,27 @@ pub fn derive(
     }
 
     // §3.1 automatic reverse peerings: a BGPPeer whose remote side selects this node gives this
-    // node a node-specific peering toward each node of its local side.
+    // node a node-specific peering toward each node of its local side. The reverse of a
+    // peerSelector peering exists in both families; the reverse of a peerIP peering only in the
+    // peer IP's family, like the forward peering (confd client.go: includeV4/includeV6).
     for bp in view.peers.values().filter(|bp| bp.reverse_peering_auto) {
-        let selects_me = match &bp.target {
-            PeerTarget::Nodes(sel) => sel.matches(&me_node.labels),
-            PeerTarget::Ip { addr, .. } => {
-                me.has_addr(*addr) && bp.as_number.unwrap_or(me.asn) == me.asn
-            }
-            PeerTarget::LocalWorkloads(_) => false,
+        let (selects_me, fams): (bool, &[Fam]) = match &bp.target {
+            PeerTarget::Nodes(sel) => (sel.matches(&me_node.labels), &FAMS),
+            PeerTarget::Ip { addr, .. } => (
+                me.has_addr(*addr) && bp.as_number.unwrap_or(me.asn) == me.asn,
+                if addr.is_ipv4() {
+                    &[Fam::V4]
+                } else {
+                    &[Fam::V6]
+                },
+            ),
+            PeerTarget::LocalWorkloads(_) => (false, &[]),
         };
         if !selects_me {
             continue;
         }
         for n in nodes.iter().filter(|n| applies(&bp.scope, n.node)) {
-            for fam in FAMS {
+            for &fam in fams {
                 let (Some(_), Some(addr)) = (me.addr(fam), n.addr(fam)) else {
                     continue;
                 };

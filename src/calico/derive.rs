@@ -336,15 +336,18 @@ pub fn derive(
                         continue;
                     }
                     let remote_as = bp.as_number.unwrap_or(me.asn);
-                    // A peerIP that is a Calico node with the same AS is "calico_node".
-                    let calico_node = nodes
+                    // Without a port, a peerIP that is a Calico node with the same AS is
+                    // reached on that node's listen port.
+                    let same_as_node = nodes
                         .iter()
                         .find(|n| n.has_addr(*addr) && n.asn == remote_as);
-                    let port = port.or(calico_node.map(|n| n.port)).unwrap_or(179);
+                    let port = port.or(same_as_node.map(|n| n.port)).unwrap_or(179);
                     let mut p = base(fam, *addr, port, remote_as, local_as);
                     tune(&mut p);
                     rr_role(&mut p, None);
-                    if global_pass && calico_node.is_some() {
+                    // §3.3: a global peering whose peerIP is any Calico node's address
+                    // (confd's `calico_node`, whatever the AS) follows the passive rule.
+                    if global_pass && nodes.iter().any(|n| n.has_addr(*addr)) {
                         p.passive = passive_rule(fam, *addr);
                     }
                     set.add(p);

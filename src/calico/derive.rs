@@ -336,15 +336,18 @@ pub fn derive(
                         continue;
                     }
                     let remote_as = bp.as_number.unwrap_or(me.asn);
-                    // A peerIP that is a Calico node with the same AS is "calico_node".
-                    let calico_node = nodes
+                    // Without a port, a peerIP that is a Calico node with the same AS is
+                    // reached on that node's listen port.
+                    let same_as_node = nodes
                         .iter()
                         .find(|n| n.has_addr(*addr) && n.asn == remote_as);
-                    let port = port.or(calico_node.map(|n| n.port)).unwrap_or(179);
+                    let port = port.or(same_as_node.map(|n| n.port)).unwrap_or(179);
                     let mut p = base(fam, *addr, port, remote_as, local_as);
                     tune(&mut p);
                     rr_role(&mut p, None);
-                    if global_pass && calico_node.is_some() {
+                    // §3.3: a global peering whose peerIP is any Calico node's address
+                    // (confd's `calico_node`, whatever the AS) follows the passive rule.
+                    if global_pass && nodes.iter().any(|n| n.has_addr(*addr)) {
                         p.passive = passive_rule(fam, *addr);
                     }
                     set.add(p);
@@ -376,20 +379,27 @@ pub fn derive(
     }
 
     // §3.1 automatic reverse peerings: a BGPPeer whose remote side selects this node gives this
-    // node a node-specific peering toward each node of its local side.
+    // node a node-specific peering toward each node of its local side. The reverse of a
+    // peerSelector peering exists in both families; the reverse of a peerIP peering only in the
+    // peer IP's family, like the forward peering (confd client.go: includeV4/includeV6).
     for bp in view.peers.values().filter(|bp| bp.reverse_peering_auto) {
-        let selects_me = match &bp.target {
-            PeerTarget::Nodes(sel) => sel.matches(&me_node.labels),
-            PeerTarget::Ip { addr, .. } => {
-                me.has_addr(*addr) && bp.as_number.unwrap_or(me.asn) == me.asn
-            }
-            PeerTarget::LocalWorkloads(_) => false,
+        let (selects_me, fams): (bool, &[Fam]) = match &bp.target {
+            PeerTarget::Nodes(sel) => (sel.matches(&me_node.labels), &FAMS),
+            PeerTarget::Ip { addr, .. } => (
+                me.has_addr(*addr) && bp.as_number.unwrap_or(me.asn) == me.asn,
+                if addr.is_ipv4() {
+                    &[Fam::V4]
+                } else {
+                    &[Fam::V6]
+                },
+            ),
+            PeerTarget::LocalWorkloads(_) => (false, &[]),
         };
         if !selects_me {
             continue;
         }
         for n in nodes.iter().filter(|n| applies(&bp.scope, n.node)) {
-            for fam in FAMS {
+            for &fam in fams {
                 let (Some(_), Some(addr)) = (me.addr(fam), n.addr(fam)) else {
                     continue;
                 };

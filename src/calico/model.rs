@@ -606,7 +606,12 @@ struct RawBgpPeerSpec {
     max_restart_time: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     keepalive_time: Option<Duration>,
-    #[serde(default, deserialize_with = "de_u8_opt")]
+    /// Calico spells it `numAllowedLocalASNumbers` (camelCase would give `...AsNumbers`).
+    #[serde(
+        default,
+        rename = "numAllowedLocalASNumbers",
+        deserialize_with = "de_u8_opt"
+    )]
     num_allowed_local_as_numbers: Option<u8>,
     #[serde(default, deserialize_with = "de_u8_opt")]
     ttl_security: Option<u8>,
@@ -1517,6 +1522,18 @@ mod tests {
             let back = parse_etcd_value(&key, v.as_bytes()).unwrap();
             assert_eq!(Some(back), parse_resource(&d).unwrap(), "{k}");
         }
+    }
+
+    #[test]
+    fn bgp_peer_field_names_as_calico_spells_them() {
+        let v = json!({"kind": "BGPPeer", "metadata": {"name": "tor"},
+                       "spec": {"peerIP": "198.18.0.1", "asNumber": 65001,
+                                "localASNumber": 65002, "numAllowedLocalASNumbers": 1}});
+        let Some(Resource::BgpPeer(p)) = parse_resource(&v).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.num_allowed_local_as_numbers, Some(1));
+        assert_eq!(p.local_as_number, Some(65002));
     }
 
     #[test]

@@ -51,6 +51,7 @@
 //! ```
 #![allow(dead_code, unused_imports)] // Each test crate compiles this module and uses a different subset.
 
+pub mod calico;
 pub mod frr;
 pub mod json;
 pub mod netns;

@@ -35,6 +35,59 @@ impl Podbgp {
         Podbgp::start_with(name, config, config_path, api, |argv| lab.spawn(name, argv))
     }
 
+    /// Starts `podbgp run --datastore DS --node NAME` in `ns` (Calico datastore mode), with
+    /// extra environment variables (e.g. `ETCD_ENDPOINTS`), and waits until its API answers.
+    /// Hold time 30 s, so a test sees a dead session within seconds.
+    pub fn start_datastore(
+        ns: &Netns,
+        node: &'static str,
+        datastore: &str,
+        env: &[(String, String)],
+    ) -> Podbgp {
+        let api = ns.dir().join("api.sock");
+        let bin = podbgp_bin();
+        let mut argv: Vec<String> = vec!["env".into()];
+        argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.extend(
+            [
+                bin.to_str().unwrap(),
+                "run",
+                "--datastore",
+                datastore,
+                "--node",
+                node,
+                "--hold-time",
+                "30",
+                "--api-listen",
+                api.to_str().unwrap(),
+                "--log",
+                "info,podbgp=debug",
+            ]
+            .map(String::from),
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut pod = Podbgp {
+            name: node,
+            proc: ns.spawn("podbgp", &argv),
+            api,
+            config: PathBuf::new(),
+        };
+        poll_until(
+            Duration::from_secs(30),
+            &format!("{node}: podbgp API answering"),
+            || {
+                if !pod.proc.is_running() {
+                    panic!(
+                        "{node}: podbgp exited during start-up:\n{}",
+                        pod.proc.output()
+                    );
+                }
+                pod.peers()
+            },
+        );
+        pod
+    }
+
     fn start_with(
         name: &'static str,
         config: &str,

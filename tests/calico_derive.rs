@@ -73,6 +73,9 @@ fn aff(node: &str, cidr: &str, extra: &str) -> String {
 type P = (&'static str, u16, u32, u32, R, O, bool);
 
 #[derive(Default)]
+/// An extra assertion on the derived result.
+type Check = fn(&Derived) -> Result<(), String>;
+
 struct Want {
     /// The exact peer set (order-insensitive).
     peers: Option<Vec<P>>,
@@ -87,7 +90,7 @@ struct Want {
     /// No notes at all.
     no_notes: bool,
     /// Anything else, e.g. per-peer knobs not in the tuple.
-    check: Option<fn(&Derived) -> Result<(), String>>,
+    check: Option<Check>,
 }
 
 enum Outcome {

@@ -72,9 +72,10 @@ fn aff(node: &str, cidr: &str, extra: &str) -> String {
 /// `(address, port, remote AS, local AS, role, origin, passive)`.
 type P = (&'static str, u16, u32, u32, R, O, bool);
 
-#[derive(Default)]
 /// An extra assertion on the derived result.
 type Check = fn(&Derived) -> Result<(), String>;
+
+#[derive(Default)]
 
 struct Want {
     /// The exact peer set (order-insensitive).

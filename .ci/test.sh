@@ -16,9 +16,14 @@ missing=()
 { [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] && command -v vtysh >/dev/null; } || missing+=(frr)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v python3 >/dev/null || missing+=(python3)
+# etcd tests (tests/etcd_client.rs): a real etcd member, etcdctl, and openssl for test certificates.
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
-  # Keep package scripts from starting services (frr would start zebra in the root namespace).
+  # Keep package scripts from starting services (frr would start zebra in the root namespace,
+  # etcd-server a system etcd on 2379).
   policy=/usr/sbin/policy-rc.d
   own_policy=0
   if [ ! -e "$policy" ]; then

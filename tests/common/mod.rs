@@ -8,6 +8,7 @@
 //! * [`netns`]: [`Lab`] (one per test: unique namespace names, a scratch directory, cleanup),
 //!   [`Netns`] (run/spawn inside a namespace, addresses, kernel routes), [`Lan`] (a bridge
 //!   segment in its own namespace), [`Proc`] (a long-running process, killed on drop).
+//! * [`etcd`]: [`Etcd`] (a real etcd member, plain or TLS, stop/start), [`TcpProxy`].
 //! * [`frr`]: [`Frr`] (zebra + bgpd in one namespace, `vtysh … json`), [`BgpdConfig`].
 //! * [`poll`]: [`poll_until`] (FRR `run_and_expect`).
 //! * [`json`]: [`json_subset`] (FRR `json_cmp`).
@@ -52,12 +53,14 @@
 #![allow(dead_code, unused_imports)] // Each test crate compiles this module and uses a different subset.
 
 pub mod calico;
+pub mod etcd;
 pub mod frr;
 pub mod json;
 pub mod netns;
 pub mod podbgp;
 pub mod poll;
 
+pub use etcd::{Etcd, TcpProxy};
 pub use frr::{BgpdConfig, Frr};
 pub use json::{assert_json_subset, json_subset};
 pub use netns::{CmdError, KernelRoute, Lab, Lan, Netns, Proc};

@@ -34,6 +34,9 @@ pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A Calico datastore the test can edit.
 pub trait Store {
+    /// Called once the lab and its LAN exist, before any node starts (an etcd member joins
+    /// the LAN here).
+    fn attach(&mut self, _lab: &Lab, _lan: &Lan) {}
     /// `--datastore` argument.
     fn datastore_arg(&self) -> String;
     /// Extra environment for `podbgp run`.
@@ -208,7 +211,7 @@ fn frr_config(asn: u32, me: &str, with_nodes: bool) -> String {
 impl MeshLab {
     /// Builds the LAN, starts both FRRs and the three nodes on `store`, and waits until every
     /// mesh and ToR session is Established and every node holds every other node's blocks.
-    pub fn start(name: &str, store: &dyn Store) -> MeshLab {
+    pub fn start(name: &str, store: &mut dyn Store) -> MeshLab {
         let lab = Lab::new(name);
         let lan = lab.lan("lan");
         let node_ns: Vec<Netns> = NODES
@@ -223,6 +226,7 @@ impl MeshLab {
         lan.attach(&tor_ns, "eth0", &[&format!("{TOR}/24")]);
         let ext_ns = lab.netns("ext");
         lan.attach(&ext_ns, "eth0", &[&format!("{EXT}/24")]);
+        store.attach(&lab, &lan);
         let tor = Frr::new(&tor_ns, &frr_config(TOR_AS, TOR, true));
         let ext = Frr::new(&ext_ns, &frr_config(EXT_AS, EXT, false));
         let env = store.env();

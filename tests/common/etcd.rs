@@ -70,6 +70,9 @@ pub struct Etcd {
     tls: Option<EtcdTls>,
     /// `user:password` for [`Etcd::etcdctl`], once the test enabled authentication.
     ctl_user: Option<String>,
+    /// Run inside this namespace, also listening on this LAN address (for podbgp nodes in
+    /// other namespaces); `127.0.0.1` stays the control address.
+    netns: Option<(String, String)>,
     child: Option<Child>,
 }
 
@@ -89,6 +92,24 @@ impl Etcd {
         etcd
     }
 
+    /// Starts a plain-text etcd inside namespace `ns` (full name), listening on 127.0.0.1
+    /// there and on `lan_addr` (an address of that namespace), and waits until it answers.
+    pub fn new_in_netns(label: &str, ns: &str, lan_addr: &str) -> Etcd {
+        let mut etcd = Etcd::prepare(label);
+        etcd.netns = Some((ns.to_string(), lan_addr.to_string()));
+        etcd.start();
+        etcd
+    }
+
+    /// The URL other namespaces reach this member at (`http://LAN_ADDR:PORT`); the control
+    /// endpoint when not in a namespace.
+    pub fn lan_endpoint(&self) -> String {
+        match &self.netns {
+            Some((_, addr)) => format!("http://{addr}:{}", self.client_port),
+            None => self.endpoint(),
+        }
+    }
+
     fn prepare(label: &str) -> Etcd {
         require_etcd();
         let n = ETCD_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -104,6 +125,7 @@ impl Etcd {
             peer_port,
             tls: None,
             ctl_user: None,
+            netns: None,
             child: None,
         }
     }
@@ -153,12 +175,19 @@ impl Etcd {
         assert!(!self.is_running(), "{}: etcd is already running", self.name);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
+        let (listen, advertise) = match &self.netns {
+            Some(_) => (
+                format!("{client},{}", self.lan_endpoint()),
+                self.lan_endpoint(),
+            ),
+            None => (client.clone(), client.clone()),
+        };
         let data = self.dir.join("data");
         let mut args: Vec<String> = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", data.display()),
-            format!("--listen-client-urls={client}"),
-            format!("--advertise-client-urls={client}"),
+            format!("--listen-client-urls={listen}"),
+            format!("--advertise-client-urls={advertise}"),
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
             format!("--initial-cluster={}={peer}", self.name),
@@ -181,7 +210,16 @@ impl Etcd {
             .open(self.dir.join("etcd.log"))
             .expect("opening etcd.log");
         let log2 = log.try_clone().expect("cloning the etcd.log handle");
-        let child = Command::new(ETCD)
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs etcd: the child's PID is etcd's.
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, ETCD]);
+                c
+            }
+            None => Command::new(ETCD),
+        };
+        let child = cmd
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -248,7 +286,19 @@ impl Etcd {
             all.push(format!("--key={}", tls.client_key.display()));
         }
         all.extend(args.iter().map(|a| a.to_string()));
-        run_cmd(ETCDCTL, &all)
+        match &self.netns {
+            Some((ns, _)) => {
+                let mut argv = vec![
+                    "netns".to_string(),
+                    "exec".into(),
+                    ns.clone(),
+                    ETCDCTL.into(),
+                ];
+                argv.extend(all);
+                run_cmd("ip", &argv)
+            }
+            None => run_cmd(ETCDCTL, &all),
+        }
     }
 }
 

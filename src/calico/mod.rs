@@ -7,6 +7,7 @@
 
 pub mod derive;
 pub mod model;
+pub mod policy;
 pub mod selector;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ pub use derive::{DeriveError, DeriveOptions, Derived, PoolInfo, RouterIdMode, de
 pub use model::{
     BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, Node, Resource, ResourceError,
 };
+pub use policy::CalicoPolicy;
 
 /// Identity of a resource in a [`ClusterView`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

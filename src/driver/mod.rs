@@ -26,6 +26,7 @@ use tracing::{debug, info};
 
 pub use crate::api::ApiRequest;
 use crate::config::{ConfigDiff, SpeakerConfig};
+use crate::rib::{AcceptAll, Policy};
 use crate::session::ConnId;
 use crate::speaker::{Input, Output, Speaker, SpeakerEvent};
 
@@ -48,6 +49,14 @@ pub struct DriverHandle {
     pub events: broadcast::Sender<SpeakerEvent>,
     shutdown: mpsc::Sender<()>,
     reload: mpsc::Sender<Reload>,
+    policy: mpsc::Sender<SetPolicy>,
+}
+
+/// A policy to install, and where to confirm it is in place.
+#[derive(Debug)]
+struct SetPolicy {
+    policy: Arc<dyn Policy>,
+    reply: oneshot::Sender<()>,
 }
 
 /// A configuration to apply, and where to report what changed.
@@ -70,6 +79,18 @@ impl DriverHandle {
         let (reply, rx) = oneshot::channel();
         self.reload.send(Reload { cfg, reply }).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Installs a new import/export policy live (`Speaker::set_policy`): every Established
+    /// peer's advertisements are re-evaluated, only what the policy change affects is
+    /// announced or withdrawn, and no session is reset. Returns once the policy is in place
+    /// (UPDATEs follow); `false` when the driver has stopped.
+    pub async fn set_policy(&self, policy: Arc<dyn Policy>) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.policy.send(SetPolicy { policy, reply }).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
     }
 }
 
@@ -98,20 +119,32 @@ pub struct Driver {
     api_rx: mpsc::Receiver<ApiRequest>,
     shutdown_rx: mpsc::Receiver<()>,
     reload_rx: mpsc::Receiver<Reload>,
+    policy_rx: mpsc::Receiver<SetPolicy>,
+    /// The policy in place from the start (before any session can come up).
+    initial_policy: Arc<dyn Policy>,
     events: broadcast::Sender<SpeakerEvent>,
 }
 
 impl Driver {
+    /// A driver with the accept-all policy ([`AcceptAll`]).
     pub fn new(cfg: SpeakerConfig) -> (Driver, DriverHandle) {
+        Driver::with_policy(cfg, Arc::new(AcceptAll))
+    }
+
+    /// A driver whose speaker starts with `policy` in place, so no route is advertised under
+    /// any other policy; change it later with [`DriverHandle::set_policy`].
+    pub fn with_policy(cfg: SpeakerConfig, policy: Arc<dyn Policy>) -> (Driver, DriverHandle) {
         let (api_tx, api_rx) = mpsc::channel(64);
         let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
         let (reload_tx, reload_rx) = mpsc::channel(4);
+        let (policy_tx, policy_rx) = mpsc::channel(4);
         let (events, _) = broadcast::channel(4096);
         let handle = DriverHandle {
             api: api_tx,
             events: events.clone(),
             shutdown: shutdown_tx,
             reload: reload_tx,
+            policy: policy_tx,
         };
         (
             Driver {
@@ -119,6 +152,8 @@ impl Driver {
                 api_rx,
                 shutdown_rx,
                 reload_rx,
+                policy_rx,
+                initial_policy: policy,
                 events,
             },
             handle,
@@ -138,7 +173,11 @@ impl Driver {
             }
             None => None,
         };
-        let mut speaker = Speaker::new(self.cfg.clone(), Instant::now());
+        let mut speaker = Speaker::with_policy(
+            self.cfg.clone(),
+            self.initial_policy.clone(),
+            Instant::now(),
+        );
         let mut conns: FxHashMap<ConnId, net::ConnHandle> = FxHashMap::default();
         let next_accept = Arc::new(AtomicU64::new(1 << 63));
         let mut shutting_down = false;
@@ -209,6 +248,13 @@ impl Driver {
                             net::rebind(&mut listener, want, &task_tx).await;
                         }
                         let _ = reply.send(diff);
+                    }
+                }
+                set = self.policy_rx.recv() => {
+                    if let Some(SetPolicy { policy, reply }) = set {
+                        info!(?policy, "installing a new routing policy");
+                        speaker.set_policy(policy);
+                        let _ = reply.send(());
                     }
                 }
                 // More decision/UPDATE work is waiting: come back right after the events above.

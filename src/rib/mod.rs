@@ -215,10 +215,20 @@ impl Rib {
         }
     }
 
-    /// Replaces the import/export policy. Existing routes are not re-evaluated; callers follow
-    /// with a refresh (route refresh inbound, `refresh_out` outbound) where needed.
+    /// Replaces the import/export policy and re-evaluates the export of every best path to
+    /// every Established peer: only advertisements whose outcome changed are queued (a newly
+    /// accepted prefix is announced, a newly rejected one withdrawn), so sessions keep running
+    /// and unaffected prefixes are not re-sent. O(prefixes × peers), for rare policy changes.
+    /// Paths already in the Loc-RIB are not re-imported (that needs a route refresh inbound).
     pub fn set_policy(&mut self, policy: Arc<dyn Policy>) {
         self.policy = policy;
+        if self.peers.is_empty() {
+            return;
+        }
+        let prefixes: Vec<IpNet> = self.dests.keys().copied().collect();
+        for prefix in prefixes {
+            self.export_prefix(prefix);
+        }
     }
 
     pub fn cfg(&self) -> &RibCfg {
@@ -932,6 +942,47 @@ mod tests {
             Some(MpNextHop::V4(Ipv4Addr::new(198, 18, 0, 1))),
             "next hop self"
         );
+    }
+
+    /// Exports only to .3.
+    #[derive(Debug)]
+    struct OnlyTo3;
+    impl Policy for OnlyTo3 {
+        fn export(&self, to: &PeerMeta, _: &IpNet, _: &PathAttrs, _: Option<&PeerMeta>) -> bool {
+            to.address == IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3))
+        }
+    }
+
+    #[test]
+    fn set_policy_re_exports_only_what_changed() {
+        let mut r = rib();
+        r.set_policy(Arc::new(Filter));
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(3, meta(3, PeerRole::Ebgp, 65003));
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        let p: IpNet = "172.16.0.0/16".parse().unwrap();
+        let mut msgs = Vec::new();
+        for idx in [2, 3, 4] {
+            r.take_updates(idx, usize::MAX, &mut msgs);
+            assert!(!r.has_pending(idx));
+        }
+        assert!(r.adj_out(3, Some(p)).is_empty() && r.adj_out(4, Some(p)).len() == 1);
+
+        r.set_policy(Arc::new(OnlyTo3));
+        assert_eq!(r.adj_out(3, Some(p)).len(), 1, "now announced to .3");
+        assert!(r.adj_out(4, Some(p)).is_empty(), "now withdrawn from .4");
+        assert!(r.has_pending(3) && r.has_pending(4));
+        assert!(!r.has_pending(2), "the source gets nothing either way");
+        let mut to3 = Vec::new();
+        assert_eq!(r.take_updates(3, usize::MAX, &mut to3), 1);
+        let mut to4 = Vec::new();
+        assert_eq!(r.take_updates(4, usize::MAX, &mut to4), 1);
+
+        // The same policy again changes nothing: nothing is queued.
+        r.set_policy(Arc::new(OnlyTo3));
+        assert!(!r.has_pending(2) && !r.has_pending(3) && !r.has_pending(4));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod reconfig;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -36,7 +37,7 @@ use tracing::{debug, info, warn};
 pub use query::*;
 
 use crate::config::{PeerConfig, SpeakerConfig};
-use crate::rib::{self, PeerIdx, PeerMeta, Rib, RibCfg, SelectionCfg};
+use crate::rib::{self, PeerIdx, PeerMeta, Policy, Rib, RibCfg, SelectionCfg};
 use crate::session::{ConnId, Session, SessionAction, SessionEvent, State, cease};
 use crate::wire::{self, AsPath, DecodeError, Family, Message, Origin, PathAttrs, RouteRefresh};
 
@@ -164,6 +165,23 @@ impl Speaker {
             s.rib.originate(p, local_attrs());
         }
         s
+    }
+
+    /// [`Speaker::new`] with `policy` in place before any session can come up, so the very
+    /// first UPDATEs already follow it.
+    pub fn with_policy(cfg: SpeakerConfig, policy: Arc<dyn Policy>, now: Instant) -> Self {
+        let mut s = Speaker::new(cfg, now);
+        s.rib.set_policy(policy);
+        s
+    }
+
+    /// Installs a new import/export policy live. Every Established peer's advertisements are
+    /// re-evaluated against it at once ([`Rib::set_policy`]): prefixes it now accepts are
+    /// announced, prefixes it now rejects are withdrawn, nothing else is re-sent, and no
+    /// session is reset. Routes already received are not re-imported.
+    pub fn set_policy(&mut self, policy: Arc<dyn Policy>) {
+        self.rib.set_policy(policy);
+        self.needs_flush = true;
     }
 
     pub fn config(&self) -> &SpeakerConfig {

@@ -3,8 +3,11 @@
 //! `podbgp run --datastore ... --node NAME` and `podbgp demo` both start nodes this way. The
 //! node waits for the first complete view and a successful derivation before it opens any
 //! session (Calico never renders a partial configuration), then applies every later derived
-//! configuration as a diff through [`DriverHandle::reload`].
+//! configuration as a diff through [`DriverHandle::reload`]. Calico's export policy
+//! ([`CalicoPolicy`], from the IP pools) is installed with the first configuration and
+//! replaced whenever the pools change.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::api::{ApiHandle, ApiListen, Clock};
-use crate::calico::{DeriveOptions, Derived};
+use crate::calico::{CalicoPolicy, DeriveOptions, Derived};
 use crate::config::render_yaml;
 use crate::datastore::{
     DatastoreSpec, DerivedAdjust, Follower, ViewAdjust, ViewEvent, file_source,
@@ -115,7 +118,9 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         blocks = first.config.originate.len(),
         "initial configuration derived"
     );
-    let (driver, handle) = Driver::new(first.config.clone());
+    // The export policy is in force from the first UPDATE on.
+    let mut policy = CalicoPolicy::from_derived(&first);
+    let (driver, handle) = Driver::with_policy(first.config.clone(), Arc::new(policy.clone()));
     let (yaml_tx, yaml_rx) = watch::channel(render_yaml(&first.config));
     let (derived_tx, derived_rx) = watch::channel(Some(first));
     let (follow_tx, mut follow_rx) = watch::channel(None);
@@ -126,6 +131,13 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
             let d = follow_rx.borrow_and_update().clone();
             if let Some(d) = d {
                 let _ = yaml_tx.send(render_yaml(&d.config));
+                // Policy first: routes in a pool that stops being exported are withdrawn
+                // before new originations go out.
+                let p = CalicoPolicy::from_derived(&d);
+                if p != policy {
+                    h.set_policy(Arc::new(p.clone())).await;
+                    policy = p;
+                }
                 h.reload(d.config.clone()).await;
                 if derived_tx.send(Some(d)).is_err() {
                     return;

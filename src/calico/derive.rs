@@ -430,8 +430,8 @@ pub fn derive(
             disable_bgp_export: p.disable_bgp_export,
         })
         .collect();
-    let in_pool =
-        |b: &IpNet, f: &dyn Fn(&PoolInfo) -> bool| pools.iter().any(|p| p.cidr.contains(b) && f(p));
+    // Pool membership decides like the export policy: the most specific pool wins.
+    let verdict = super::policy::CalicoPolicy::from_pools(&pools);
     let mut originate = Vec::new();
     let mut blackholes = Vec::new();
     for a in view
@@ -443,12 +443,9 @@ pub fn derive(
             // Ignored entirely (projectcalico/calico#6867).
             AffinityState::Pending => continue,
             // calico_aggr(): the exact block, unless its pool disables export.
-            AffinityState::Confirmed => !in_pool(&a.cidr, &|p| p.disable_bgp_export),
+            AffinityState::Confirmed => verdict.pool_verdict(&a.cidr) != Some(false),
             // No aggregation rule: exported only through the pool accept.
-            AffinityState::PendingDeletion => {
-                in_pool(&a.cidr, &|p| !p.disable_bgp_export)
-                    && !in_pool(&a.cidr, &|p| p.disable_bgp_export)
-            }
+            AffinityState::PendingDeletion => verdict.pool_verdict(&a.cidr) == Some(true),
         };
         if a.cidr.prefix_len() != a.cidr.max_prefix_len() {
             blackholes.push(a.cidr);

@@ -26,6 +26,8 @@ pub const TOR_AS: u32 = 65001;
 pub const EXT: &str = "198.18.0.2";
 pub const EXT_AS: u32 = 65002;
 pub const CLUSTER_AS: u32 = 64512;
+/// Announced by the ToR; outside every pool.
+pub const SERVICE_RANGE: &str = "10.96.0.0/12";
 
 /// Session set-up (both ends connect immediately; FRR `timers connect 5`).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
@@ -202,6 +204,9 @@ fn frr_config(asn: u32, me: &str, with_nodes: bool) -> String {
         for (_, v4, _) in NODES {
             c = c.neighbor(v4, CLUSTER_AS);
         }
+        // A service range outside every IP pool: each node learns it from the ToR, and
+        // Calico's export policy keeps nodes from passing it on over the mesh.
+        c = c.network(SERVICE_RANGE);
     } else {
         c = c.neighbor(NODES[0].1, CLUSTER_AS);
     }
@@ -403,6 +408,20 @@ pub fn run_scenario(name: &str, store: &mut dyn Store) -> MeshLab {
             b, &a,
             "{}: other sessions' (established_transitions, since) changed",
             NODES[i].0
+        );
+    }
+    // Calico's export policy: the ToR's non-pool route was never passed on over the mesh.
+    for pod in &m.pods {
+        let paths: Vec<Value> = pod
+            .loc_rib()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|r| r["prefix"] == SERVICE_RANGE)
+            .collect();
+        assert!(
+            !paths.is_empty() && paths.iter().all(|r| r["peer"] == TOR),
+            "{}: paths for {SERVICE_RANGE} should all come from the ToR: {paths:?}",
+            pod.name
         );
     }
     m.pods.iter_mut().for_each(|p| p.assert_running());

@@ -345,6 +345,7 @@ pub fn derive(
                     let mut p = base(fam, *addr, port, remote_as, local_as);
                     tune(&mut p);
                     rr_role(&mut p, None);
+                    self_on_ibgp(bp, &p, &mut notes);
                     // §3.3: a global peering whose peerIP is any Calico node's address
                     // (confd's `calico_node`, whatever the AS) follows the passive rule.
                     if global_pass && nodes.iter().any(|n| n.has_addr(*addr)) {
@@ -364,6 +365,7 @@ pub fn derive(
                             let mut p = base(fam, addr, n.port, n.asn, local_as);
                             tune(&mut p);
                             rr_role(&mut p, Some(n.cluster_id));
+                            self_on_ibgp(bp, &p, &mut notes);
                             set.add(p);
                         }
                     }
@@ -522,6 +524,21 @@ fn mesh_notes(g: &BgpConfiguration, notes: &mut Vec<String>) {
     }
 }
 
+/// `nextHopMode: Self` is what podbgp does toward eBGP peers anyway; toward iBGP peers it is
+/// not applied yet (the received next hop is kept).
+fn self_on_ibgp(bp: &BgpPeer, p: &PeerConfig, notes: &mut Vec<String>) {
+    let note = format!(
+        "BGPPeer {}: nextHopMode Self toward iBGP peers is not supported yet; the next hop is kept",
+        bp.name
+    );
+    if bp.next_hop_mode == NextHopModeSpec::Self_
+        && p.role != PeerRole::Ebgp
+        && !notes.contains(&note)
+    {
+        notes.push(note);
+    }
+}
+
 fn peer_notes(bp: &BgpPeer, notes: &mut Vec<String>) {
     let mut unsupported = Vec::new();
     if bp.password.is_some() {
@@ -541,9 +558,6 @@ fn peer_notes(bp: &BgpPeer, notes: &mut Vec<String>) {
     }
     if !bp.filters.is_empty() {
         unsupported.push("filters");
-    }
-    if bp.next_hop_mode == NextHopModeSpec::Self_ {
-        unsupported.push("nextHopMode Self on iBGP");
     }
     if !unsupported.is_empty() {
         notes.push(format!(

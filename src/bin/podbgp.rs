@@ -161,16 +161,7 @@ async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> 
             }
         }
     });
-    let h = handle.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        h.shutdown().await;
-    });
+    shutdown_on_signals(handle.clone());
     let result = driver.run().await;
     let _ = api_stop_tx.send(());
     if let Some(t) = api_task {
@@ -262,7 +253,12 @@ async fn run_node(
         finish: None,
     })
     .await?;
-    let h = running.driver.clone();
+    shutdown_on_signals(running.driver.clone());
+    running.wait().await
+}
+
+/// SIGTERM or Ctrl-C: Cease/Administrative Shutdown to every peer, then exit.
+fn shutdown_on_signals(h: podbgp::driver::DriverHandle) {
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -272,7 +268,6 @@ async fn run_node(
         }
         h.shutdown().await;
     });
-    running.wait().await
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

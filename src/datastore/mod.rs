@@ -385,3 +385,58 @@ fn resource_of(view: &ClusterView, id: &ResourceId) -> Option<Resource> {
         ResourceId::IpamBlock(c) => view.blocks.get(c).cloned().map(Resource::IpamBlock),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(extra: &str) -> ClusterView {
+        let base = "kind: Node\nmetadata: {name: a}\nspec: {bgp: {ipv4Address: 198.18.0.1/24}}\n---\nkind: Node\nmetadata: {name: b}\nspec: {bgp: {ipv4Address: 198.18.0.2/24}}\n";
+        file::parse_str(&format!("{base}{extra}")).unwrap()
+    }
+
+    #[test]
+    fn publishes_only_changes_and_keeps_the_last_good_configuration() {
+        let mut f = Follower::new("a", DeriveOptions::default());
+        assert!(f.derive().is_none(), "nothing before the first view");
+        f.apply(ViewEvent::Snapshot(view("")));
+        let first = f.derive().expect("first configuration");
+        assert_eq!(first.config.neighbors.len(), 1);
+        // The same view again (e.g. a Node status update): nothing to publish.
+        f.apply(ViewEvent::Snapshot(view("")));
+        assert!(f.derive().is_none());
+        // A new block: published.
+        let aff = "---\nkind: BlockAffinity\nmetadata: {name: x}\nspec: {node: a, cidr: 10.244.1.0/26, state: confirmed}\n";
+        f.apply(ViewEvent::Snapshot(view(aff)));
+        let d = f.derive().expect("changed");
+        assert_eq!(d.config.originate, vec!["10.244.1.0/26".parse().unwrap()]);
+        // This node disappears: an error, nothing published, the last good one stays ours.
+        f.apply(ViewEvent::Changes(vec![(
+            ResourceId::Node("a".into()),
+            None,
+        )]));
+        assert!(f.derive().is_none());
+        assert!(f.last_error().unwrap().contains("\"a\""));
+        assert_eq!(f.stats.published, 2);
+        // It comes back with the same content: the configuration is the same as before.
+        f.apply(ViewEvent::Snapshot(view(aff)));
+        assert!(f.derive().is_none());
+        assert!(f.last_error().is_none());
+    }
+
+    #[test]
+    fn datastore_spec_parses() {
+        assert_eq!(
+            "file:x.yaml".parse::<DatastoreSpec>(),
+            Ok(DatastoreSpec::File("x.yaml".into()))
+        );
+        assert_eq!("etcdv3".parse::<DatastoreSpec>(), Ok(DatastoreSpec::Etcd));
+        assert!("file:".parse::<DatastoreSpec>().is_err());
+        assert!(
+            "kubernetes"
+                .parse::<DatastoreSpec>()
+                .unwrap_err()
+                .contains("kubernetes")
+        );
+    }
+}

@@ -170,6 +170,7 @@ fn etcd_datastore_follows_changes_outages_and_compaction() {
         "node-1 did not list again after the compaction"
     );
     m.check_converged().unwrap_or_else(|e| panic!("{e}"));
+    assert_service_range_only_from_tor(&m);
     m.pods.iter_mut().for_each(|p| p.assert_running());
     // etcd lives in the lab's namespace: stop it (by PID) before the lab goes.
     store.etcd_mut().stop();

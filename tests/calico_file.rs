@@ -65,5 +65,6 @@ fn file_datastore_follows_edits() {
     store.write();
     let took = m.wait_at_peers("10.244.1.128/26", true);
     eprintln!("fixed edit applied after {took:.0?}");
+    assert_service_range_only_from_tor(&m);
     m.pods.iter_mut().for_each(|p| p.assert_running());
 }

@@ -337,6 +337,24 @@ impl MeshLab {
     }
 }
 
+/// Calico's export policy, checked once more late in a test (when any leak would long have
+/// arrived): every path a node has for the ToR's service range is the ToR's own.
+pub fn assert_service_range_only_from_tor(m: &MeshLab) {
+    for pod in &m.pods {
+        let paths: Vec<Value> = pod
+            .loc_rib()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|r| r["prefix"] == SERVICE_RANGE)
+            .collect();
+        assert!(
+            !paths.is_empty() && paths.iter().all(|r| r["peer"] == TOR),
+            "{}: paths for {SERVICE_RANGE} should all come from the ToR: {paths:?}",
+            pod.name
+        );
+    }
+}
+
 /// The datastore scenario of the datastore issue, on any store. Returns the lab for
 /// store-specific steps.
 pub fn run_scenario(name: &str, store: &mut dyn Store) -> MeshLab {
@@ -410,20 +428,30 @@ pub fn run_scenario(name: &str, store: &mut dyn Store) -> MeshLab {
             NODES[i].0
         );
     }
-    // Calico's export policy: the ToR's non-pool route was never passed on over the mesh.
-    for pod in &m.pods {
-        let paths: Vec<Value> = pod
-            .loc_rib()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .filter(|r| r["prefix"] == SERVICE_RANGE)
-            .collect();
-        assert!(
-            !paths.is_empty() && paths.iter().all(|r| r["peer"] == TOR),
-            "{}: paths for {SERVICE_RANGE} should all come from the ToR: {paths:?}",
-            pod.name
-        );
-    }
+    // Calico's export policy: the ToR's non-pool route reached every node from the ToR (the
+    // poll) and was never passed on over the mesh (every path is the ToR's).
+    poll_until(
+        CHANGE_TIMEOUT,
+        "every node has the ToR's service range",
+        || {
+            for pod in &m.pods {
+                let paths: Vec<Value> = pod
+                    .loc_rib()?
+                    .into_iter()
+                    .filter(|r| r["prefix"] == SERVICE_RANGE)
+                    .collect();
+                if paths.is_empty() {
+                    return Err(format!("{}: no path for {SERVICE_RANGE}", pod.name));
+                }
+                assert!(
+                    paths.iter().all(|r| r["peer"] == TOR),
+                    "{}: paths for {SERVICE_RANGE} should all come from the ToR: {paths:?}",
+                    pod.name
+                );
+            }
+            Ok(())
+        },
+    );
     m.pods.iter_mut().for_each(|p| p.assert_running());
     m
 }

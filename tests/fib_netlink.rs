@@ -509,3 +509,49 @@ fn ten_thousand_routes_in_one_batch_each_way() {
     assert_eq!(own_count(&node), 0);
     assert_eq!(foreign_routes(&node), before);
 }
+
+#[test]
+fn protocol_table_and_metric_are_configurable() {
+    if !require_root_and_frr() {
+        return;
+    }
+    let (_lab, node, _) = node_lab("fib_config");
+    // A table id above 255 only fits in RTA_TABLE.
+    let cfg = FibConfig {
+        protocol: 201,
+        table: 1000,
+        metric: Some(1024),
+    };
+    let mut fib = node
+        .in_netns(|| NetlinkFib::open(cfg.clone()))
+        .expect("open");
+    let mut default_fib = open_fib(&node);
+    let route = FibRoute::unicast(net("10.244.1.0/26"), vec![NextHop::via(ip("198.18.0.2"))]);
+    let route6 = FibRoute::blackhole(net("2001:db8:44:7::/122"));
+    no_errors(fib.apply(&[
+        FibOp::Replace(route.clone()),
+        FibOp::Replace(route6.clone()),
+    ]));
+    let got = node.ip_json(&["-4", "route", "show", "table", "1000", "proto", "201"]);
+    let want =
+        json!([{"dst": "10.244.1.0/26", "gateway": "198.18.0.2", "dev": "eth0", "metric": 1024}]);
+    assert_json_subset(&want, &got);
+    same_array_lengths(&want, &got);
+    let got6 = node.ip_json(&["-6", "route", "show", "table", "1000", "proto", "201"]);
+    let want6 = json!([{"type": "blackhole", "dst": "2001:db8:44:7::/122", "metric": 1024}]);
+    assert_json_subset(&want6, &got6);
+    same_array_lengths(&want6, &got6);
+    assert_eq!(own_count(&node), 0, "nothing in main with protocol 12");
+
+    let dumped = fib.dump_own().unwrap();
+    assert_eq!(dumped.len(), 2, "{dumped:?}");
+    assert!(route.satisfied_by(&dumped[0]) && route6.satisfied_by(&dumped[1]));
+    // A FIB with the default protocol and table sees none of them and cannot delete them.
+    assert!(default_fib.dump_own().unwrap().is_empty());
+    assert_eq!(
+        default_fib.apply(&[FibOp::Delete(route.prefix)]),
+        vec![(route.prefix, FibError::NotInstalled)]
+    );
+    no_errors(fib.apply(&[FibOp::Delete(route.prefix), FibOp::Delete(route6.prefix)]));
+    assert!(fib.dump_own().unwrap().is_empty());
+}

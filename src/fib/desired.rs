@@ -71,11 +71,13 @@ impl Default for FibContext {
 }
 
 impl FibContext {
-    /// The context for a derived node configuration, with the defaults for the rest.
+    /// The context for a derived node configuration (its pools, subnets and ECMP limit), with
+    /// the defaults for the rest.
     pub fn from_derived(d: &Derived) -> FibContext {
         FibContext {
             pools: d.pools.clone(),
             local_subnets: d.ipv4.iter().chain(&d.ipv6).map(|a| a.network()).collect(),
+            max_ecmp: d.config.max_ecmp,
             ..FibContext::default()
         }
     }
@@ -441,6 +443,95 @@ mod tests {
                 "blackhole 10.245.7.0/26",
                 "blackhole 2001:db8:44:7::/122",
             ]
+        );
+    }
+
+    #[test]
+    fn compute_change_uses_the_paths_next_hops() {
+        use crate::rib::LOCAL;
+        use crate::wire::{MpNextHop, PathAttrs};
+        use std::sync::Arc;
+        let attrs = Arc::new(PathAttrs::default());
+        let path = |src, nh: Option<MpNextHop>| Path {
+            src,
+            attrs: attrs.clone(),
+            next_hop: nh,
+        };
+        let ctx = ctx();
+        let change = BestChange {
+            prefix: net("10.246.3.0/26"),
+            paths: vec![
+                path(1, Some(MpNextHop::V4("198.19.5.4".parse().unwrap()))),
+                path(2, Some(MpNextHop::V4("198.18.0.4".parse().unwrap()))),
+                // Locally originated: no forwarding next hop.
+                path(LOCAL, None),
+            ],
+        };
+        assert_eq!(
+            compute_change(&change, &ctx),
+            expect(
+                "10.246.3.0/26",
+                &[("198.18.0.4", "plain"), ("198.19.5.4", "tunl0")]
+            )
+        );
+        // IPv6 next hops use the global address.
+        let change6 = BestChange {
+            prefix: net("2001:db8:44:3::/64"),
+            paths: vec![path(
+                1,
+                Some(MpNextHop::V6 {
+                    global: "2001:db8::4".parse().unwrap(),
+                    link_local: Some("fe80::4".parse().unwrap()),
+                }),
+            )],
+        };
+        assert_eq!(
+            compute_change(&change6, &ctx),
+            expect("2001:db8:44:3::/64", &[("2001:db8::4", "plain")])
+        );
+        // Withdrawn (empty ECMP set) or only local: nothing.
+        let gone = BestChange {
+            prefix: net("10.244.1.0/26"),
+            paths: vec![],
+        };
+        assert_eq!(compute_change(&gone, &ctx), None);
+        let local = BestChange {
+            prefix: net("10.244.1.0/26"),
+            paths: vec![path(LOCAL, None)],
+        };
+        assert_eq!(compute_change(&local, &ctx), None);
+    }
+
+    #[test]
+    fn context_from_derived_takes_pools_and_subnets() {
+        let d = Derived {
+            config: crate::config::SpeakerConfig {
+                local_as: 64512,
+                router_id: "198.18.0.1".parse().unwrap(),
+                listen: None,
+                cluster_id: "198.18.0.1".parse().unwrap(),
+                idle_hold_min: std::time::Duration::from_secs(1),
+                idle_hold_max: std::time::Duration::from_secs(60),
+                graceful_restart_time: None,
+                max_ecmp: 4,
+                originate: vec![],
+                next_hop_ipv4: None,
+                next_hop_ipv6: None,
+                neighbors: vec![],
+            },
+            blackholes: vec![],
+            pools: ctx().pools,
+            ipv4: Some("198.18.0.1/24".parse().unwrap()),
+            ipv6: Some("2001:db8::1/64".parse().unwrap()),
+            notes: vec![],
+        };
+        let c = FibContext::from_derived(&d);
+        assert_eq!(
+            c,
+            FibContext {
+                max_ecmp: 4,
+                ..ctx()
+            }
         );
     }
 

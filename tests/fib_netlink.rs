@@ -273,6 +273,10 @@ fn installs_replaces_and_deletes_calico_routes() {
             vec![NextHop::via(ip("198.18.0.2"))],
         )),
         FibOp::Replace(FibRoute::unicast(
+            ecmp6.prefix,
+            vec![NextHop::via(ip("2001:db8::4"))],
+        )),
+        FibOp::Replace(FibRoute::unicast(
             plain6.prefix,
             vec![
                 NextHop::via(ip("2001:db8::5")),
@@ -299,6 +303,11 @@ fn installs_replaces_and_deletes_calico_routes() {
         &node,
         "2001:db8:44:1::/64",
         json!({"nexthops": [{"gateway": "2001:db8::5"}, {"gateway": "2001:db8::6"}]}),
+    );
+    assert_route(
+        &node,
+        "2001:db8:44:2::/64",
+        json!({"gateway": "2001:db8::4", "dev": "eth0", "nexthops": null}),
     );
     assert_eq!(own_count(&node), all.len(), "replace must not add routes");
 

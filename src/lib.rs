@@ -8,6 +8,7 @@ pub mod config;
 pub mod datastore;
 pub mod demo;
 pub mod driver;
+pub mod fib;
 pub mod node;
 pub mod rib;
 pub mod session;

@@ -880,6 +880,29 @@ pub fn parse_resource(doc: &serde_json::Value) -> Result<Option<Resource>, Resou
     Ok(Some(r))
 }
 
+/// A two-valued string field: `false` for `default` (also when absent or empty), `true` for
+/// `other`, an error naming the field and both values otherwise.
+fn two_way(
+    kind: &str,
+    name: &str,
+    field: &str,
+    value: Option<&str>,
+    default: &str,
+    other: &str,
+) -> Result<bool, ResourceError> {
+    match value {
+        None | Some("") => Ok(false),
+        Some(v) if v == default => Ok(false),
+        Some(v) if v == other => Ok(true),
+        Some(v) => Err(res_err(
+            kind,
+            name,
+            field,
+            format!("invalid value {v:?} (expected {default} or {other})"),
+        )),
+    }
+}
+
 fn parse_state(s: Option<&str>) -> Result<AffinityState, String> {
     match s {
         None | Some("") | Some("confirmed") => Ok(AffinityState::Confirmed),
@@ -901,18 +924,14 @@ fn bgp_config(name: &str, s: RawBgpConfigSpec) -> Result<BgpConfiguration, Resou
             "must be \"default\" or \"node.<nodename>\"",
         ));
     }
-    let bind_mode_node_ip = match s.bind_mode.as_deref() {
-        None | Some("") | Some("None") => false,
-        Some("NodeIP") => true,
-        Some(o) => {
-            return Err(res_err(
-                K,
-                name,
-                "spec.bindMode",
-                format!("invalid value {o:?} (expected None or NodeIP)"),
-            ));
-        }
-    };
+    let bind_mode_node_ip = two_way(
+        K,
+        name,
+        "spec.bindMode",
+        s.bind_mode.as_deref(),
+        "None",
+        "NodeIP",
+    )?;
     if s.listen_port == Some(0) {
         return Err(res_err(K, name, "spec.listenPort", "invalid value 0"));
     }
@@ -1037,30 +1056,22 @@ fn bgp_peer(name: &str, s: RawBgpPeerSpec) -> Result<BgpPeer, ResourceError> {
             ));
         }
     };
-    let source_node_ip = match s.source_address.as_deref() {
-        None | Some("") | Some("UseNodeIP") => true,
-        Some("None") => false,
-        Some(o) => {
-            return Err(res_err(
-                K,
-                name,
-                "spec.sourceAddress",
-                format!("invalid value {o:?} (expected UseNodeIP or None)"),
-            ));
-        }
-    };
-    let reverse_peering_auto = match s.reverse_peering.as_deref() {
-        None | Some("") | Some("Auto") => true,
-        Some("Manual") => false,
-        Some(o) => {
-            return Err(res_err(
-                K,
-                name,
-                "spec.reversePeering",
-                format!("invalid value {o:?} (expected Auto or Manual)"),
-            ));
-        }
-    };
+    let source_node_ip = !two_way(
+        K,
+        name,
+        "spec.sourceAddress",
+        s.source_address.as_deref(),
+        "UseNodeIP",
+        "None",
+    )?;
+    let reverse_peering_auto = !two_way(
+        K,
+        name,
+        "spec.reversePeering",
+        s.reverse_peering.as_deref(),
+        "Auto",
+        "Manual",
+    )?;
     let reachable_by = match s.reachable_by.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(r) => Some(r.parse::<IpAddr>().map_err(|_| {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 
-use super::{Fib, FibConfig, FibError, FibOp, FibRoute, RouteKind};
+use super::{Fib, FibConfig, FibError, FibOp, FibRoute, KernelTable, RouteKind};
 
 /// See the module documentation.
 #[derive(Debug, Default)]
@@ -53,7 +53,8 @@ impl MemoryFib {
         }
         let owner = self.table.get(&prefix).map(|(p, _)| *p);
         match op {
-            FibOp::Replace(route) => {
+            FibOp::Add(_) if owner.is_some() => Err(FibError::Exists),
+            FibOp::Add(route) | FibOp::Replace(route) => {
                 match &route.kind {
                     RouteKind::Unicast { nexthops } if nexthops.is_empty() => {
                         return Err(FibError::Invalid("unicast route without next hops"));
@@ -101,6 +102,25 @@ impl Fib for MemoryFib {
             .filter(|(p, _)| *p == self.cfg.protocol)
             .map(|(_, r)| r.clone())
             .collect())
+    }
+
+    fn dump_table(&mut self) -> Result<KernelTable, FibError> {
+        Ok(KernelTable {
+            own: self.dump_own()?,
+            foreign: self
+                .table
+                .values()
+                .filter(|(p, _)| *p != self.cfg.protocol)
+                .map(|(p, r)| (r.prefix, *p))
+                .collect(),
+        })
+    }
+}
+
+impl MemoryFib {
+    /// Removes whatever route holds `prefix`, as `ip route del` by hand would.
+    pub fn remove_by_hand(&mut self, prefix: IpNet) -> Option<(u8, FibRoute)> {
+        self.table.remove(&prefix)
     }
 }
 

@@ -25,8 +25,10 @@
 //! reconcile will use.
 
 pub mod desired;
+pub mod manager;
 pub mod memory;
 pub mod netlink;
+pub mod worker;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -34,6 +36,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use desired::{FibContext, blackhole_routes, compute, compute_change};
+pub use manager::{FibManager, FibStats};
 pub use memory::MemoryFib;
 pub use netlink::NetlinkFib;
 
@@ -173,6 +176,11 @@ impl fmt::Display for FibRoute {
 /// One change to the kernel table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FibOp {
+    /// Install a route where nothing is (`NLM_F_CREATE | NLM_F_EXCL`): fails with
+    /// [`FibError::Exists`] when any route, ours or another protocol's, holds the prefix at our
+    /// metric. The [`FibManager`] uses it for every prefix it does not know to be ours, so a
+    /// route it has not heard of is never overwritten.
+    Add(FibRoute),
     /// Install, or replace what we have for the prefix (`NLM_F_CREATE | NLM_F_REPLACE`).
     Replace(FibRoute),
     /// Remove our route for the prefix (only a route carrying our protocol).
@@ -182,7 +190,7 @@ pub enum FibOp {
 impl FibOp {
     pub fn prefix(&self) -> IpNet {
         match self {
-            FibOp::Replace(r) => r.prefix,
+            FibOp::Add(r) | FibOp::Replace(r) => r.prefix,
             FibOp::Delete(p) => *p,
         }
     }
@@ -200,6 +208,7 @@ impl FibOp {
 /// Which kind of request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {
+    Add,
     Replace,
     Delete,
     Dump,
@@ -208,6 +217,7 @@ pub enum OpKind {
 impl fmt::Display for OpKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            OpKind::Add => "add",
             OpKind::Replace => "replace",
             OpKind::Delete => "delete",
             OpKind::Dump => "dump",
@@ -229,6 +239,9 @@ pub enum FibError {
     /// protocol's route is there (which the kernel then did not touch).
     #[error("no route of ours to delete")]
     NotInstalled,
+    /// An [`FibOp::Add`] found a route already there (`EEXIST`), whose owner is unknown.
+    #[error("a route for this prefix already exists")]
+    Exists,
     /// A next hop names an interface that does not exist.
     #[error("no such interface {0:?}")]
     UnknownDevice(String),
@@ -299,4 +312,34 @@ pub trait Fib {
 
     /// The routes in our table that carry our protocol, both families, sorted by prefix.
     fn dump_own(&mut self) -> Result<Vec<FibRoute>, FibError>;
+
+    /// Our table as ownership needs it: our routes, and the prefixes another protocol holds at
+    /// our metric (TOS 0), both families.
+    fn dump_table(&mut self) -> Result<KernelTable, FibError>;
+
+    /// Changes to our table made since the last call (by anyone, us included), at our metric
+    /// and TOS 0, oldest first. [`FibError::Socket`] with `ENOBUFS` means events were lost and
+    /// the caller must read the table again. The default has no event source.
+    fn poll_events(&mut self) -> Result<Vec<KernelEvent>, FibError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What [`Fib::dump_table`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelTable {
+    /// Routes carrying our protocol, sorted by prefix.
+    pub own: Vec<FibRoute>,
+    /// (prefix, protocol) of routes of other protocols at our metric.
+    pub foreign: Vec<(IpNet, u8)>,
+}
+
+/// One change to our table seen on the netlink route groups (`RTM_NEWROUTE` /
+/// `RTM_DELROUTE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A route was added or replaced; `protocol` is its `rtm_protocol`.
+    New { route: FibRoute, protocol: u8 },
+    /// A route was deleted.
+    Del { prefix: IpNet, protocol: u8 },
 }

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -55,7 +55,9 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use super::{Fib, FibConfig, FibError, FibOp, FibRoute, NextHop, OpKind, RouteKind};
+use super::{
+    Fib, FibConfig, FibError, FibOp, FibRoute, KernelEvent, KernelTable, NextHop, OpKind, RouteKind,
+};
 
 /// Requests per datagram (dependencies.md §2: 64–256 is the sweet spot).
 pub const MAX_PER_SEND: usize = 128;
@@ -71,6 +73,13 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 /// Attempts at a dump the kernel reports as interrupted (`NLM_F_DUMP_INTR`).
 const DUMP_ATTEMPTS: usize = 3;
+/// Legacy multicast group bits of `RTNLGRP_IPV4_ROUTE` and `RTNLGRP_IPV6_ROUTE`.
+const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
+/// Receive buffer of the monitor socket.
+const MONITOR_RCVBUF: libc::c_int = 32 * 1024 * 1024;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 
 /// A route the kernel reported, with what the ownership rules need.
 #[derive(Clone, Debug)]
@@ -85,6 +94,16 @@ struct KernelRoute {
 /// See the module documentation.
 pub struct NetlinkFib {
     sock: Socket,
+    /// Our socket's netlink port id: kernel notifications caused by our own requests carry it.
+    port: u32,
+    /// Checks replaces against a table dump per batch (see the module documentation).
+    verify_replaces: bool,
+    /// The route-group subscription ([`NetlinkFib::enable_monitor`]).
+    monitor: Option<Socket>,
+    /// Notifications not caused by us, raw, waiting for [`Fib::poll_events`].
+    monitor_raw: Vec<u8>,
+    /// The monitor socket overflowed since the last [`Fib::poll_events`].
+    monitor_overrun: bool,
     cfg: FibConfig,
     seq: u32,
     rx: Vec<u8>,
@@ -107,7 +126,7 @@ impl NetlinkFib {
     pub fn open(cfg: FibConfig) -> Result<NetlinkFib, FibError> {
         let err = |e: std::io::Error| FibError::socket(&e);
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
-        sock.bind_auto().map_err(err)?;
+        let port = sock.bind_auto().map_err(err)?.port_number();
         sock.connect(&SocketAddr::new(0, 0)).map_err(err)?;
         // Best effort: a smaller buffer only means smaller safe batches, which MAX_PER_SEND
         // already keeps; old kernels lack the other two.
@@ -118,6 +137,11 @@ impl NetlinkFib {
         set_recv_timeout(&sock, RECV_TIMEOUT).map_err(err)?;
         Ok(NetlinkFib {
             sock,
+            port,
+            verify_replaces: true,
+            monitor: None,
+            monitor_raw: Vec::new(),
+            monitor_overrun: false,
             cfg,
             seq: 1,
             rx: Vec::with_capacity(RECV_CHUNK),
@@ -129,6 +153,73 @@ impl NetlinkFib {
 
     pub fn config(&self) -> &FibConfig {
         &self.cfg
+    }
+
+    /// Whether [`FibOp::Replace`]s are checked against a dump of the table first (the default).
+    /// A caller that tracks ownership itself (the [`FibManager`](super::FibManager), which sends
+    /// [`FibOp::Add`] for every prefix it does not know to be ours and follows the table with
+    /// [`NetlinkFib::enable_monitor`]) turns it off, which makes a batch O(batch) instead of
+    /// O(table).
+    pub fn set_verify_replaces(&mut self, on: bool) {
+        self.verify_replaces = on;
+    }
+
+    /// Subscribes to the IPv4 and IPv6 route groups, so [`Fib::poll_events`] reports changes
+    /// made to our table by anyone else. Notifications our own requests cause are recognised by
+    /// their port id and dropped unparsed, so installing a million routes costs no event work.
+    pub fn enable_monitor(&mut self) -> Result<(), FibError> {
+        let err = |e: std::io::Error| FibError::socket(&e);
+        let mut mon = Socket::new(NETLINK_ROUTE).map_err(err)?;
+        mon.bind(&SocketAddr::new(0, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+            .map_err(err)?;
+        mon.set_non_blocking(true).map_err(err)?;
+        // Our own bursts land here too (dropped when read); a big buffer makes an overrun, and
+        // the re-read of the table it forces, rare. SO_RCVBUFFORCE needs CAP_NET_ADMIN, which
+        // writing routes needs anyway; fall back to the capped size.
+        if set_int_opt(&mon, libc::SO_RCVBUFFORCE, MONITOR_RCVBUF).is_err() {
+            let _ = mon.set_rx_buf_sz(MONITOR_RCVBUF);
+        }
+        self.monitor = Some(mon);
+        Ok(())
+    }
+
+    /// Moves every queued notification into `monitor_raw`, dropping our own.
+    fn drain_monitor(&mut self) {
+        let Some(mon) = &self.monitor else { return };
+        let mut buf = std::mem::take(&mut self.rx);
+        loop {
+            buf.clear();
+            buf.reserve(RECV_CHUNK);
+            match mon.recv(&mut buf, 0) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let n = n.min(buf.len());
+                    let mut off = 0;
+                    while off < n {
+                        let Ok(b) = NetlinkBuffer::new_checked(&buf[off..n]) else {
+                            break;
+                        };
+                        let len = b.length() as usize;
+                        let end = (off + align4(len)).min(n);
+                        if b.port_number() != self.port {
+                            self.monitor_raw.extend_from_slice(&buf[off..off + len]);
+                            // Keep each message 4-aligned in the raw buffer.
+                            self.monitor_raw.resize(align4(self.monitor_raw.len()), 0);
+                        }
+                        off = end;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.monitor_overrun = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "route monitor socket");
+                    break;
+                }
+            }
+        }
+        self.rx = buf;
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -247,7 +338,7 @@ impl NetlinkFib {
     }
 
     /// Every route of the given families in our table, any protocol.
-    fn dump_table(&mut self, families: &[AddressFamily]) -> Result<Vec<KernelRoute>, FibError> {
+    fn read_table(&mut self, families: &[AddressFamily]) -> Result<Vec<KernelRoute>, FibError> {
         let mut out = Vec::new();
         for fam in families {
             let mut req = RouteMessage::default();
@@ -453,7 +544,7 @@ impl NetlinkFib {
             }
         }
         let mut index = HashMap::new();
-        for k in self.dump_table(&families)? {
+        for k in self.read_table(&families)? {
             if k.protocol != self.cfg.protocol && k.tos == 0 {
                 index.insert((k.route.prefix, k.metric), k.protocol);
             }
@@ -521,11 +612,18 @@ impl NetlinkFib {
                             op: OpKind::Replace,
                             errno,
                         },
+                        (FibOp::Add(_), libc::EEXIST) => FibError::Exists,
+                        (FibOp::Add(_), errno) => FibError::Kernel {
+                            op: OpKind::Add,
+                            errno,
+                        },
                     });
                 }
             }
         }
         sent.clear();
+        // Bounds what waits in the monitor socket to about one datagram's worth.
+        self.drain_monitor();
     }
 }
 
@@ -535,7 +633,7 @@ impl Fib for NetlinkFib {
 
         // Ownership of the prefixes we are about to replace.
         let mut foreign = HashMap::new();
-        if batch.iter().any(|op| matches!(op, FibOp::Replace(_))) {
+        if self.verify_replaces && batch.iter().any(|op| matches!(op, FibOp::Replace(_))) {
             match self.foreign_index(batch) {
                 Ok(index) => foreign = index,
                 Err(e) => {
@@ -552,7 +650,11 @@ impl Fib for NetlinkFib {
         let wanted: HashSet<&str> = batch
             .iter()
             .filter_map(|op| match op {
-                FibOp::Replace(FibRoute {
+                FibOp::Add(FibRoute {
+                    kind: RouteKind::Unicast { nexthops },
+                    ..
+                })
+                | FibOp::Replace(FibRoute {
                     kind: RouteKind::Unicast { nexthops },
                     ..
                 }) => Some(nexthops),
@@ -574,6 +676,13 @@ impl Fib for NetlinkFib {
                 continue;
             }
             let (body, flags) = match op {
+                FibOp::Add(route) => match self.encode_replace(route) {
+                    Ok(m) => (RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL),
+                    Err(e) => {
+                        errors[i] = Some(e);
+                        continue;
+                    }
+                },
                 FibOp::Replace(route) => {
                     let key = (
                         route.prefix.trunc(),
@@ -648,6 +757,113 @@ impl Fib for NetlinkFib {
         }
         out.sort_by_key(|r| r.prefix);
         Ok(out)
+    }
+
+    fn dump_table(&mut self) -> Result<KernelTable, FibError> {
+        self.refresh_links()?;
+        let mut table = KernelTable::default();
+        for k in self.read_table(&[AddressFamily::Inet, AddressFamily::Inet6])? {
+            if k.tos != 0 || k.metric != self.cfg.effective_metric(&k.route.prefix) {
+                continue;
+            }
+            if k.protocol == self.cfg.protocol {
+                table.own.push(k.route);
+            } else {
+                table.foreign.push((k.route.prefix, k.protocol));
+            }
+        }
+        table.own.sort_by_key(|r| r.prefix);
+        Ok(table)
+    }
+
+    fn poll_events(&mut self) -> Result<Vec<KernelEvent>, FibError> {
+        self.drain_monitor();
+        if std::mem::take(&mut self.monitor_overrun) {
+            self.monitor_raw.clear();
+            return Err(FibError::Socket {
+                errno: libc::ENOBUFS,
+            });
+        }
+        let raw = std::mem::take(&mut self.monitor_raw);
+        let mut out = Vec::new();
+        let mut refreshed = false;
+        let mut off = 0;
+        while off < raw.len() {
+            let Ok(b) = NetlinkBuffer::new_checked(&raw[off..]) else {
+                break;
+            };
+            let len = b.length() as usize;
+            let kind = b.message_type();
+            let msg = &raw[off..off + len];
+            off += align4(len);
+            if kind != RTM_NEWROUTE && kind != RTM_DELROUTE {
+                continue;
+            }
+            let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) else {
+                continue;
+            };
+            let r = match m.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r))
+                | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => r,
+                _ => continue,
+            };
+            // A next hop on an interface created since the last read: learn its name first.
+            if !refreshed && self.unknown_interface(&r) {
+                refreshed = true;
+                let _ = self.refresh_links();
+            }
+            let Some(k) = self.parse_route(&r) else {
+                continue;
+            };
+            if k.table != self.cfg.table
+                || k.tos != 0
+                || k.metric != self.cfg.effective_metric(&k.route.prefix)
+            {
+                continue;
+            }
+            out.push(if kind == RTM_NEWROUTE {
+                KernelEvent::New {
+                    route: k.route,
+                    protocol: k.protocol,
+                }
+            } else {
+                KernelEvent::Del {
+                    prefix: k.route.prefix,
+                    protocol: k.protocol,
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl NetlinkFib {
+    fn unknown_interface(&self, r: &RouteMessage) -> bool {
+        r.attributes.iter().any(|a| match a {
+            RouteAttribute::Oif(i) => *i != 0 && !self.by_index.contains_key(i),
+            RouteAttribute::MultiPath(hops) => hops
+                .iter()
+                .any(|h| h.interface_index != 0 && !self.by_index.contains_key(&h.interface_index)),
+            _ => false,
+        })
+    }
+}
+
+fn set_int_opt(sock: &Socket, opt: libc::c_int, value: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a valid socket fd and an int that lives across the call, with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

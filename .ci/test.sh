@@ -20,6 +20,8 @@ command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
 command -v openssl >/dev/null || missing+=(openssl)
+# Forwarding tests (tests/fib_kernel.rs): pods ping each other through installed routes.
+command -v ping >/dev/null || missing+=(iputils-ping)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   # Keep package scripts from starting services (frr would start zebra in the root namespace,

@@ -159,6 +159,8 @@ pub async fn run() -> anyhow::Result<()> {
                     d.config.next_hop_ipv4 = Some(std::net::Ipv4Addr::new(198, 18, 0, o[3]));
                 }
             })),
+            // The demo runs in the caller's namespace: it never writes kernel routes.
+            fib: None,
         })
         .await?;
         println!("{name}: API at {}", sock.display());

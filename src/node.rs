@@ -21,7 +21,8 @@ use crate::config::render_yaml;
 use crate::datastore::{
     DatastoreSpec, DerivedAdjust, Follower, ViewAdjust, ViewEvent, file_source,
 };
-use crate::driver::{Driver, DriverHandle};
+use crate::driver::{Driver, DriverHandle, FibSetup};
+use crate::fib::{FibConfig, FibContext, NetlinkFib};
 
 /// How to start a node.
 pub struct NodeOptions {
@@ -33,6 +34,65 @@ pub struct NodeOptions {
     pub adjust: Option<ViewAdjust>,
     /// Edits applied to every derived configuration (the demo's next-hop rewrite).
     pub finish: Option<DerivedAdjust>,
+    /// Kernel route installation; `None` installs nothing.
+    pub fib: Option<FibOptions>,
+}
+
+/// How a node installs routes into the kernel (issue 5, calico-bgp.md §4).
+#[derive(Clone, Debug)]
+pub struct FibOptions {
+    /// Protocol, table and metric of our routes.
+    pub config: FibConfig,
+    /// The IPIP device (`tunl0`).
+    pub ipip_device: String,
+    /// Install only prefixes inside an IP pool.
+    pub pool_guard: bool,
+    /// Sweep stale routes at the latest this long after start.
+    pub sweep_after: Duration,
+    /// Leave routes in the kernel on stop.
+    pub keep_on_stop: bool,
+}
+
+impl Default for FibOptions {
+    fn default() -> Self {
+        FibOptions {
+            config: FibConfig::default(),
+            ipip_device: crate::fib::desired::DEFAULT_IPIP_DEVICE.to_string(),
+            pool_guard: true,
+            sweep_after: Duration::from_secs(60),
+            keep_on_stop: true,
+        }
+    }
+}
+
+impl FibOptions {
+    /// The [`FibContext`] for a derived configuration under these options.
+    pub fn context(&self, d: &Derived) -> FibContext {
+        FibContext {
+            ipip_device: self.ipip_device.clone(),
+            pool_guard: self.pool_guard,
+            ..FibContext::from_derived(d)
+        }
+    }
+
+    /// The driver set-up: a netlink table in this thread's namespace, ownership followed with
+    /// a route monitor.
+    pub fn setup(&self, d: &Derived) -> FibSetup {
+        let cfg = self.config.clone();
+        FibSetup {
+            open: Box::new(move || {
+                let mut fib = NetlinkFib::open(cfg)?;
+                fib.set_verify_replaces(false);
+                fib.enable_monitor()?;
+                Ok(Box::new(fib) as Box<dyn crate::fib::Fib + Send>)
+            }),
+            protocol: self.config.protocol,
+            ctx: self.context(d),
+            blackholes: d.blackholes.clone(),
+            sweep_after: self.sweep_after,
+            keep_on_stop: self.keep_on_stop,
+        }
+    }
 }
 
 /// A running node.
@@ -120,7 +180,11 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     );
     // The export policy is in force from the first UPDATE on.
     let mut policy = CalicoPolicy::from_derived(&first);
-    let (driver, handle) = Driver::with_policy(first.config.clone(), Arc::new(policy.clone()));
+    let (mut driver, handle) = Driver::with_policy(first.config.clone(), Arc::new(policy.clone()));
+    if let Some(f) = &opts.fib {
+        driver = driver.with_fib(f.setup(&first));
+    }
+    let fib_opts = opts.fib.clone();
     let (yaml_tx, yaml_rx) = watch::channel(render_yaml(&first.config));
     let (derived_tx, derived_rx) = watch::channel(Some(first));
     let (follow_tx, mut follow_rx) = watch::channel(None);
@@ -139,6 +203,9 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
                     policy = p;
                 }
                 h.reload(d.config.clone()).await;
+                if let Some(f) = &fib_opts {
+                    h.set_fib_facts(f.context(&d), d.blackholes.clone()).await;
+                }
                 if derived_tx.send(Some(d)).is_err() {
                     return;
                 }

@@ -29,6 +29,61 @@ enum LogFormat {
     Json,
 }
 
+/// Kernel route installation (datastore mode; calico-bgp.md §4).
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Kernel routes (datastore mode)")]
+struct FibArgs {
+    /// Install best paths into the kernel routing table (`off`: BGP only).
+    #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
+    fib: OnOff,
+    /// rtm_protocol of our routes; routes with any other protocol are never touched
+    /// (12 = "bird", what Calico's tooling expects).
+    #[arg(long, default_value_t = podbgp::fib::RTPROT_BIRD, value_name = "N")]
+    fib_protocol: u8,
+    /// Routing table id (254 = main).
+    #[arg(long, default_value_t = podbgp::fib::RT_TABLE_MAIN, value_name = "ID")]
+    fib_table: u32,
+    /// Route metric (default: the kernel's, 0 for IPv4 and 1024 for IPv6).
+    #[arg(long, value_name = "N")]
+    fib_metric: Option<u32>,
+    /// The IPIP device for IPIP pools.
+    #[arg(long, default_value = "tunl0", value_name = "NAME")]
+    ipip_device: String,
+    /// Install only prefixes inside an IP pool (a guard against hijacked prefixes).
+    #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
+    fib_pool_guard: OnOff,
+    /// Delete stale routes found at start once every peer sent End-of-RIB, or after this
+    /// many seconds at the latest.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    fib_sweep_timeout: u64,
+    /// On stop, delete our routes instead of leaving them in place (the default leaves them,
+    /// so forwarding continues across a restart).
+    #[arg(long)]
+    fib_remove_on_stop: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+impl FibArgs {
+    fn options(&self) -> Option<podbgp::node::FibOptions> {
+        (self.fib == OnOff::On).then(|| podbgp::node::FibOptions {
+            config: podbgp::fib::FibConfig {
+                protocol: self.fib_protocol,
+                table: self.fib_table,
+                metric: self.fib_metric,
+            },
+            ipip_device: self.ipip_device.clone(),
+            pool_guard: self.fib_pool_guard == OnOff::On,
+            sweep_after: std::time::Duration::from_secs(self.fib_sweep_timeout),
+            keep_on_stop: !self.fib_remove_on_stop,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the BGP daemon.
@@ -68,6 +123,8 @@ enum Cmd {
         /// mode 0600) or `tcp://ADDR:PORT`; `none` disables it.
         #[arg(long, value_name = "PATH|tcp://ADDR:PORT")]
         api_listen: Option<String>,
+        #[command(flatten)]
+        fib: FibArgs,
     },
     /// Run a three-node full mesh on loopback, print its status and routes, and tear it down.
     Demo,
@@ -242,6 +299,7 @@ async fn run_node(
     node: String,
     derive: podbgp::calico::DeriveOptions,
     api_listen: Option<String>,
+    fib: Option<podbgp::node::FibOptions>,
 ) -> anyhow::Result<()> {
     let api = parse_api_listen(api_listen.as_deref())?;
     let mut running = podbgp::node::start(podbgp::node::NodeOptions {
@@ -251,6 +309,7 @@ async fn run_node(
         api,
         adjust: None,
         finish: None,
+        fib,
     })
     .await?;
     shutdown_on_signals(running.driver.clone());
@@ -290,12 +349,13 @@ fn main() -> ExitCode {
             log_format,
             log,
             api_listen,
+            fib,
         } => init_logging(log_format, &log).and_then(|_| match (config, datastore) {
             (Some(config), _) => runtime()?.block_on(run(config, api_listen)),
             (None, Some(ds)) => {
                 let node = node.context("--node (or NODENAME) is required with --datastore")?;
                 let opts = derive_options(router_id.as_deref(), hold_time)?;
-                runtime()?.block_on(run_node(ds, node, opts, api_listen))
+                runtime()?.block_on(run_node(ds, node, opts, api_listen, fib.options()))
             }
             (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
         }),

@@ -13,6 +13,7 @@
 //! Reader → loop uses a bounded channel (TCP backpressure); loop → writer is bounded in
 //! practice by the speaker's send window (only KEEPALIVE/NOTIFICATION bypass it).
 
+mod fib;
 mod net;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use crate::rib::{AcceptAll, Policy};
 use crate::session::ConnId;
 use crate::speaker::{Input, Output, Speaker, SpeakerEvent};
 
+pub use fib::FibSetup;
 pub use net::listen_socket;
 
 /// Errors that stop the driver.
@@ -50,6 +52,7 @@ pub struct DriverHandle {
     shutdown: mpsc::Sender<()>,
     reload: mpsc::Sender<Reload>,
     policy: mpsc::Sender<SetPolicy>,
+    fib: mpsc::Sender<fib::FibFacts>,
 }
 
 /// A policy to install, and where to confirm it is in place.
@@ -92,6 +95,20 @@ impl DriverHandle {
         }
         rx.await.is_ok()
     }
+
+    /// New Calico facts for the kernel routes (pools and subnets, and the local blocks to
+    /// blackhole): only the routes they change are rewritten. Ignored when the driver runs
+    /// without a FIB.
+    pub async fn set_fib_facts(
+        &self,
+        ctx: crate::fib::FibContext,
+        blackholes: Vec<ipnet::IpNet>,
+    ) -> bool {
+        self.fib
+            .send(fib::FibFacts { ctx, blackholes })
+            .await
+            .is_ok()
+    }
 }
 
 /// Messages from child tasks to the loop.
@@ -123,6 +140,8 @@ pub struct Driver {
     /// The policy in place from the start (before any session can come up).
     initial_policy: Arc<dyn Policy>,
     events: broadcast::Sender<SpeakerEvent>,
+    fib: Option<FibSetup>,
+    fib_rx: mpsc::Receiver<fib::FibFacts>,
 }
 
 impl Driver {
@@ -138,6 +157,7 @@ impl Driver {
         let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let (policy_tx, policy_rx) = mpsc::channel(4);
+        let (fib_tx, fib_rx) = mpsc::channel(4);
         let (events, _) = broadcast::channel(4096);
         let handle = DriverHandle {
             api: api_tx,
@@ -145,6 +165,7 @@ impl Driver {
             shutdown: shutdown_tx,
             reload: reload_tx,
             policy: policy_tx,
+            fib: fib_tx,
         };
         (
             Driver {
@@ -155,9 +176,18 @@ impl Driver {
                 policy_rx,
                 initial_policy: policy,
                 events,
+                fib: None,
+                fib_rx,
             },
             handle,
         )
+    }
+
+    /// Installs best paths into the kernel (see [`FibSetup`]); without this the driver
+    /// writes no kernel route.
+    pub fn with_fib(mut self, setup: FibSetup) -> Driver {
+        self.fib = Some(setup);
+        self
     }
 
     /// Runs until shutdown. Binds the listener first so errors surface immediately.
@@ -183,6 +213,11 @@ impl Driver {
         let mut shutting_down = false;
         // Connections being flushed and closed; awaited (bounded) before returning.
         let mut closing: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        let (fib_report_tx, mut fib_reports) = mpsc::unbounded_channel();
+        let mut fib = match self.fib.take() {
+            Some(setup) => fib::FibRun::start(setup, fib_report_tx, Instant::now()),
+            None => None,
+        };
 
         loop {
             let more = drain(
@@ -191,11 +226,23 @@ impl Driver {
                 &mut closing,
                 &task_tx,
                 &self.events,
+                fib.as_mut().map(|f| &mut f.mgr),
             );
             if shutting_down {
                 break;
             }
-            let deadline = speaker.poll_timeout();
+            if let Some(f) = fib.as_mut() {
+                let now = Instant::now();
+                f.check_convergence(now, !more && speaker.initial_sync_done());
+                f.pump(now);
+            }
+            let deadline = [
+                speaker.poll_timeout(),
+                fib.as_ref().and_then(|f| f.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -250,6 +297,18 @@ impl Driver {
                         let _ = reply.send(diff);
                     }
                 }
+                Some(report) = fib_reports.recv(), if fib.is_some() => {
+                    if let Some(f) = fib.as_mut()
+                        && !f.on_report(Instant::now(), report)
+                    {
+                        fib = None;
+                    }
+                }
+                Some(facts) = self.fib_rx.recv() => {
+                    if let Some(f) = fib.as_mut() {
+                        f.set_facts(facts);
+                    }
+                }
                 set = self.policy_rx.recv() => {
                     if let Some(SetPolicy { policy, reply }) = set {
                         info!(?policy, "installing a new routing policy");
@@ -268,6 +327,9 @@ impl Driver {
         }
         if let Some(l) = listener.take() {
             l.close().await;
+        }
+        if let Some(f) = fib.take() {
+            f.finish(&mut fib_reports).await;
         }
         // Let writers flush the NOTIFICATIONs, bounded in time.
         closing.extend(conns.into_values().map(|c| tokio::spawn(c.close())));
@@ -357,6 +419,7 @@ fn drain(
     closing: &mut Vec<tokio::task::JoinHandle<()>>,
     task_tx: &mpsc::Sender<TaskMsg>,
     events: &broadcast::Sender<SpeakerEvent>,
+    mut fib: Option<&mut crate::fib::FibManager>,
 ) -> bool {
     // Bounded: after this many outputs, return to the event loop; `true` = more is waiting.
     let mut budget = 4096usize;
@@ -378,6 +441,15 @@ fn drain(
                 }
             }
             Output::Event(ev) => {
+                if let (
+                    Some(f),
+                    SpeakerEvent::BestPath {
+                        prefix, next_hops, ..
+                    },
+                ) = (fib.as_deref_mut(), &ev)
+                {
+                    f.best_changed(*prefix, next_hops);
+                }
                 let _ = events.send(ev);
             }
         }

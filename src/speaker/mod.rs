@@ -103,6 +103,8 @@ struct Peer {
     session: Session,
     since: Instant,
     info: String,
+    /// Families whose End-of-RIB this session received (RFC 4724 §2).
+    eor_in: Vec<Family>,
 }
 
 /// Session ids are below 2^31: `ConnId`s with the top bit set belong to the driver (accepted).
@@ -197,6 +199,7 @@ impl Speaker {
             session,
             since: now,
             info: String::new(),
+            eor_in: Vec::new(),
         };
         let addr = canonical(peer.cfg.address);
         let idx = match self.free.pop() {
@@ -470,6 +473,18 @@ impl Speaker {
         }
     }
 
+    /// Initial convergence: every configured peer is Established and has sent End-of-RIB for
+    /// every negotiated family, and the decision process has nothing left to run. A peer that
+    /// never comes up keeps this false; callers pair it with a timeout (the FIB sweep does).
+    pub fn initial_sync_done(&self) -> bool {
+        !self.rib.has_dirty()
+            && self.live_peers().all(|(_, p)| {
+                p.session
+                    .established()
+                    .is_some_and(|(_, n)| n.families.iter().all(|f| p.eor_in.contains(f)))
+            })
+    }
+
     /// True when more UPDATE generation is waiting only for flow-control credit.
     pub fn wants_flush(&self) -> bool {
         self.needs_flush
@@ -566,10 +581,12 @@ impl Speaker {
                         families: negotiated.families.clone(),
                         codec: negotiated.codec.clone(),
                     };
+                    peer.eor_in.clear();
                     self.rib.peer_up(idx, meta);
                 }
                 SessionAction::Down { cause } => {
                     info!(peer = %peer.cfg.address, %cause, "session down, routes withdrawn");
+                    peer.eor_in.clear();
                     self.rib.peer_down(idx);
                 }
                 SessionAction::Update(u) => {
@@ -584,6 +601,9 @@ impl Speaker {
                     }
                     if let Some(f) = u.end_of_rib() {
                         debug!(peer = %peer.cfg.address, family = %f, "end-of-rib received");
+                        if !peer.eor_in.contains(&f) {
+                            peer.eor_in.push(f);
+                        }
                     }
                     self.rib.apply_update(idx, *u);
                 }

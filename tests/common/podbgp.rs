@@ -44,6 +44,17 @@ impl Podbgp {
         datastore: &str,
         env: &[(String, String)],
     ) -> Podbgp {
+        Podbgp::start_datastore_with(ns, node, datastore, env, &[])
+    }
+
+    /// [`Podbgp::start_datastore`] with extra `podbgp run` arguments (e.g. FIB options).
+    pub fn start_datastore_with(
+        ns: &Netns,
+        node: &'static str,
+        datastore: &str,
+        env: &[(String, String)],
+        extra: &[&str],
+    ) -> Podbgp {
         let api = ns.dir().join("api.sock");
         let bin = podbgp_bin();
         let mut argv: Vec<String> = vec!["env".into()];
@@ -65,6 +76,7 @@ impl Podbgp {
             ]
             .map(String::from),
         );
+        argv.extend(extra.iter().map(|a| a.to_string()));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut pod = Podbgp {
             name: node,

@@ -18,12 +18,10 @@
 //! first (see [`netlink`] for how, and for the remaining race), and a prefix owned by someone
 //! else is skipped and reported as [`FibError::ForeignRoute`].
 //!
-//! Not here yet (the next part of issue 5): feeding [`BestChange`](crate::rib::BestChange)s
-//! through [`desired::compute_change`] into a coalescing queue in the driver, reconciling the
-//! routes found at start with [`Fib::dump_own`] after initial convergence, and watching netlink
-//! to repair routes changed by hand. [`FibRoute::satisfied_by`] is the comparison that
-//! reconcile will use.
-
+//! * [`manager`]: the sans-IO [`FibManager`]: what should be in the kernel, what is, and the
+//!   batches that close the gap (coalescing, ownership, start/sweep, repair, retries).
+//! * [`worker`]: the writer thread that owns the [`Fib`] in the daemon.
+//!
 pub mod desired;
 pub mod manager;
 pub mod memory;

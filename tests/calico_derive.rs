@@ -330,7 +330,7 @@ const AS: u32 = 64512;
 
 fn pools() -> Vec<String> {
     vec![
-        pool("v4", "cidr: 10.244.0.0/16"),
+        pool("v4", "cidr: 198.19.0.0/16"),
         pool("v6", "cidr: \"fd00:244::/48\", blockSize: 122"),
         pool("no-export", "cidr: 10.245.0.0/16, disableBGPExport: true"),
         pool("disabled", "cidr: 10.246.0.0/16, disabled: true"),
@@ -353,46 +353,46 @@ fn s2_1_local_blocks() {
         case(
             "s2_1_confirmed_block_advertised_and_blackholed",
             with_pools(&[
-                aff("a", "10.244.1.0/26", "state: confirmed"),
+                aff("a", "198.19.1.0/26", "state: confirmed"),
                 aff("a", "fd00:244:0:1::/122", "state: confirmed"),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.1.0/26", "fd00:244:0:1::/122"]),
-                blackholes: Some(vec!["10.244.1.0/26", "fd00:244:0:1::/122"]),
+                originate: Some(vec!["198.19.1.0/26", "fd00:244:0:1::/122"]),
+                blackholes: Some(vec!["198.19.1.0/26", "fd00:244:0:1::/122"]),
                 ..Default::default()
             },
         ),
         case(
             "s2_1_affinity_without_state_is_confirmed",
-            with_pools(&[aff("a", "10.244.1.0/26", "")]),
+            with_pools(&[aff("a", "198.19.1.0/26", "")]),
             "a",
             Want {
-                originate: Some(vec!["10.244.1.0/26"]),
-                blackholes: Some(vec!["10.244.1.0/26"]),
+                originate: Some(vec!["198.19.1.0/26"]),
+                blackholes: Some(vec!["198.19.1.0/26"]),
                 ..Default::default()
             },
         ),
         case(
             "s2_1_pending_affinity_gives_nothing",
             with_pools(&[
-                aff("a", "10.244.1.0/26", "state: pending"),
-                aff("a", "10.244.2.0/26", "state: confirmed"),
+                aff("a", "198.19.1.0/26", "state: pending"),
+                aff("a", "198.19.2.0/26", "state: confirmed"),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.2.0/26"]),
-                blackholes: Some(vec!["10.244.2.0/26"]),
+                originate: Some(vec!["198.19.2.0/26"]),
+                blackholes: Some(vec!["198.19.2.0/26"]),
                 ..Default::default()
             },
         ),
         case(
             "s2_1_pending_deletion_blackholed_and_exported_through_its_pool",
-            with_pools(&[aff("a", "10.244.1.0/26", "state: pendingDeletion")]),
+            with_pools(&[aff("a", "198.19.1.0/26", "state: pendingDeletion")]),
             "a",
             Want {
-                originate: Some(vec!["10.244.1.0/26"]),
-                blackholes: Some(vec!["10.244.1.0/26"]),
+                originate: Some(vec!["198.19.1.0/26"]),
+                blackholes: Some(vec!["198.19.1.0/26"]),
                 ..Default::default()
             },
         ),
@@ -422,12 +422,12 @@ fn s2_1_local_blocks() {
             with_pools(&[
                 aff("a", "10.245.1.0/26", "state: confirmed"),
                 aff("a", "10.245.2.0/26", "state: pendingDeletion"),
-                aff("a", "10.244.1.0/26", "state: confirmed"),
+                aff("a", "198.19.1.0/26", "state: confirmed"),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.1.0/26"]),
-                blackholes: Some(vec!["10.244.1.0/26", "10.245.1.0/26", "10.245.2.0/26"]),
+                originate: Some(vec!["198.19.1.0/26"]),
+                blackholes: Some(vec!["198.19.1.0/26", "10.245.1.0/26", "10.245.2.0/26"]),
                 ..Default::default()
             },
         ),
@@ -447,55 +447,55 @@ fn s2_1_local_blocks() {
         case(
             "s2_1_no_blackhole_for_slash32_and_slash128_blocks",
             with_pools(&[
-                aff("a", "10.244.9.7/32", "state: confirmed"),
+                aff("a", "198.19.9.7/32", "state: confirmed"),
                 aff("a", "fd00:244::7/128", "state: confirmed"),
-                aff("a", "10.244.9.8/32", "state: pendingDeletion"),
-                aff("a", "10.244.9.0/31", "state: confirmed"),
+                aff("a", "198.19.9.8/32", "state: pendingDeletion"),
+                aff("a", "198.19.9.0/31", "state: confirmed"),
             ]),
             "a",
             Want {
                 originate: Some(vec![
-                    "10.244.9.0/31",
-                    "10.244.9.7/32",
-                    "10.244.9.8/32",
+                    "198.19.9.0/31",
+                    "198.19.9.7/32",
+                    "198.19.9.8/32",
                     "fd00:244::7/128",
                 ]),
-                blackholes: Some(vec!["10.244.9.0/31"]),
+                blackholes: Some(vec!["198.19.9.0/31"]),
                 ..Default::default()
             },
         ),
         case(
             "s2_1_deleted_affinities_are_absent",
             with_pools(&[
-                aff("a", "10.244.1.0/26", "state: confirmed, deleted: true"),
+                aff("a", "198.19.1.0/26", "state: confirmed, deleted: true"),
                 // v1 CRDs carry `deleted` as a string.
-                aff("a", "10.244.2.0/26", "state: confirmed, deleted: \"true\""),
-                aff("a", "10.244.3.0/26", "state: pendingDeletion, deleted: true"),
-                aff("a", "10.244.4.0/26", "state: confirmed, deleted: \"false\""),
+                aff("a", "198.19.2.0/26", "state: confirmed, deleted: \"true\""),
+                aff("a", "198.19.3.0/26", "state: pendingDeletion, deleted: true"),
+                aff("a", "198.19.4.0/26", "state: confirmed, deleted: \"false\""),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.4.0/26"]),
-                blackholes: Some(vec!["10.244.4.0/26"]),
+                originate: Some(vec!["198.19.4.0/26"]),
+                blackholes: Some(vec!["198.19.4.0/26"]),
                 ..Default::default()
             },
         ),
         case(
             "s2_1_virtual_affinities_are_not_the_nodes",
             with_pools(&[
-                aff("a", "10.244.1.0/26", "state: confirmed, type: virtual"),
-                aff("a", "10.244.2.0/26", "state: confirmed, type: host"),
+                aff("a", "198.19.1.0/26", "state: confirmed, type: virtual"),
+                aff("a", "198.19.2.0/26", "state: confirmed, type: host"),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.2.0/26"]),
-                blackholes: Some(vec!["10.244.2.0/26"]),
+                originate: Some(vec!["198.19.2.0/26"]),
+                blackholes: Some(vec!["198.19.2.0/26"]),
                 ..Default::default()
             },
         ),
         case(
             "s2_1_other_nodes_blocks_are_not_ours",
-            with_pools(&[aff("b", "10.244.1.0/26", "state: confirmed")]),
+            with_pools(&[aff("b", "198.19.1.0/26", "state: confirmed")]),
             "a",
             Want {
                 originate: Some(vec![]),
@@ -506,25 +506,25 @@ fn s2_1_local_blocks() {
         case(
             "s2_1_affinity_contradicted_by_ipam_block_is_noted",
             with_pools(&[
-                aff("a", "10.244.1.0/26", "state: confirmed"),
-                "kind: IPAMBlock\nmetadata: {name: 10-244-1-0-26}\nspec: {cidr: 10.244.1.0/26, affinity: \"host:b\"}".into(),
+                aff("a", "198.19.1.0/26", "state: confirmed"),
+                "kind: IPAMBlock\nmetadata: {name: 198-19-1-0-26}\nspec: {cidr: 198.19.1.0/26, affinity: \"host:b\"}".into(),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.1.0/26"]),
-                notes: vec!["10.244.1.0/26", "host:b"],
+                originate: Some(vec!["198.19.1.0/26"]),
+                notes: vec!["198.19.1.0/26", "host:b"],
                 ..Default::default()
             },
         ),
         case(
             "s2_1_affinity_matching_ipam_block_gives_no_note",
             with_pools(&[
-                aff("a", "10.244.1.0/26", "state: confirmed"),
-                "kind: IPAMBlock\nmetadata: {name: 10-244-1-0-26}\nspec: {cidr: 10.244.1.0/26, affinity: \"host:a\"}".into(),
+                aff("a", "198.19.1.0/26", "state: confirmed"),
+                "kind: IPAMBlock\nmetadata: {name: 198-19-1-0-26}\nspec: {cidr: 198.19.1.0/26, affinity: \"host:a\"}".into(),
             ]),
             "a",
             Want {
-                originate: Some(vec!["10.244.1.0/26"]),
+                originate: Some(vec!["198.19.1.0/26"]),
                 no_notes: true,
                 ..Default::default()
             },
@@ -543,7 +543,7 @@ fn s2_1_local_blocks() {
                     let want = vec![
                         ("disabled", "10.246.0.0/16".to_string(), false),
                         ("no-export", "10.245.0.0/16".to_string(), true),
-                        ("v4", "10.244.0.0/16".to_string(), false),
+                        ("v4", "198.19.0.0/16".to_string(), false),
                         ("v6", "fd00:244::/48".to_string(), false),
                     ];
                     if got == want {
@@ -2219,22 +2219,22 @@ fn model_errors_name_resource_field_and_value() {
         ),
         (
             "bad encapsulation",
-            pool("p", "cidr: 10.244.0.0/16, ipipMode: Sometimes"),
+            pool("p", "cidr: 198.19.0.0/16, ipipMode: Sometimes"),
             vec!["IPPool \"p\"", "spec.ipipMode", "Sometimes"],
         ),
         (
             "bad block size",
-            pool("p", "cidr: 10.244.0.0/16, blockSize: 33"),
+            pool("p", "cidr: 198.19.0.0/16, blockSize: 33"),
             vec!["IPPool \"p\"", "spec.blockSize", "33"],
         ),
         (
             "bad pool CIDR",
-            pool("p", "cidr: 10.244.0.0/33"),
-            vec!["IPPool \"p\"", "spec.cidr", "10.244.0.0/33"],
+            pool("p", "cidr: 198.19.0.0/33"),
+            vec!["IPPool \"p\"", "spec.cidr", "198.19.0.0/33"],
         ),
         (
             "bad affinity state",
-            aff("a", "10.244.1.0/26", "state: confirmd"),
+            aff("a", "198.19.1.0/26", "state: confirmd"),
             vec!["BlockAffinity", "spec.state", "confirmd"],
         ),
         (
@@ -2392,7 +2392,7 @@ fn topology_mesh() {
     assert_eq!(summary(d1), want);
     assert_eq!(
         d1.config.originate,
-        nets(&["10.244.1.0/26", "2001:db8:244:0:1::/122"])
+        nets(&["198.19.1.0/26", "2001:db8:244:0:1::/122"])
     );
     assert_eq!(d1.blackholes, d1.config.originate);
     assert_eq!(
@@ -2533,28 +2533,28 @@ fn topology_tor() {
             65101,
             ["198.18.1.1", "198.18.1.2"],
             65201,
-            "10.244.11.0/26",
+            "198.19.11.0/26",
         ),
         (
             "r1-node-2",
             65101,
             ["198.18.1.1", "198.18.1.2"],
             65201,
-            "10.244.12.0/26",
+            "198.19.12.0/26",
         ),
         (
             "r2-node-1",
             65102,
             ["198.18.2.1", "198.18.2.2"],
             65202,
-            "10.244.21.0/26",
+            "198.19.21.0/26",
         ),
         (
             "r2-node-2",
             65102,
             ["198.18.2.1", "198.18.2.2"],
             65202,
-            "10.244.22.0/26",
+            "198.19.22.0/26",
         ),
     ];
     for (name, local, tors, tor_as, block) in racks {
@@ -2627,15 +2627,15 @@ fn contested() -> String {
         peer("to-rr", "nodeSelector: all(), peerSelector: \"rr == 'true'\""),
         peer("to-c", "node: a, peerIP: 10.0.0.20, asNumber: 65002"),
         peer("c-to-a", "node: c, peerIP: 10.0.0.9, asNumber: 64512, numAllowedLocalASNumbers: 3"),
-        pool("v4", "cidr: 10.244.0.0/16"),
+        pool("v4", "cidr: 198.19.0.0/16"),
         pool("no-export", "cidr: 10.245.0.0/16, disableBGPExport: true"),
-        aff("a", "10.244.1.0/26", "state: confirmed"),
-        aff("a", "10.244.2.0/26", "state: pendingDeletion"),
+        aff("a", "198.19.1.0/26", "state: confirmed"),
+        aff("a", "198.19.2.0/26", "state: pendingDeletion"),
         aff("a", "10.245.1.0/26", "state: confirmed"),
-        aff("a", "10.244.3.0/26", "state: pending"),
-        aff("b", "10.244.4.0/26", ""),
-        aff("b", "10.244.5.5/32", ""),
-        "kind: IPAMBlock\nmetadata: {name: 10-244-4-0-26}\nspec: {cidr: 10.244.4.0/26, affinity: \"host:c\"}".into(),
+        aff("a", "198.19.3.0/26", "state: pending"),
+        aff("b", "198.19.4.0/26", ""),
+        aff("b", "198.19.5.5/32", ""),
+        "kind: IPAMBlock\nmetadata: {name: 198-19-4-0-26}\nspec: {cidr: 198.19.4.0/26, affinity: \"host:c\"}".into(),
     ])
 }
 
@@ -2695,12 +2695,12 @@ fn determinism_contested_cluster_first_writers() {
     assert_eq!(a.config.neighbor(ip("10.0.0.20")).unwrap().role, R::Ebgp);
     assert_eq!(
         a.config.originate,
-        nets(&["10.244.1.0/26", "10.244.2.0/26"])
+        nets(&["198.19.1.0/26", "198.19.2.0/26"])
     );
     assert_eq!(
         a.blackholes,
-        nets(&["10.244.1.0/26", "10.244.2.0/26", "10.245.1.0/26"])
+        nets(&["198.19.1.0/26", "198.19.2.0/26", "10.245.1.0/26"])
     );
-    assert_eq!(all["b"].blackholes, nets(&["10.244.4.0/26"]));
+    assert_eq!(all["b"].blackholes, nets(&["198.19.4.0/26"]));
     assert!(all["b"].notes.iter().any(|n| n.contains("host:c")));
 }

@@ -142,9 +142,9 @@ fn etcd_datastore_follows_changes_outages_and_compaction() {
         "etcd was down for {:.1?}: no route lost, no session moved",
         down.elapsed()
     );
-    let a = affinity("node-1", "10.244.100.0/26", "confirmed");
+    let a = affinity("node-1", "198.19.100.0/26", "confirmed");
     store.put(a);
-    let took = m.wait_at_peers("10.244.100.0/26", true);
+    let took = m.wait_at_peers("198.19.100.0/26", true);
     eprintln!("change written after etcd came back applied after {took:.0?}");
 
     // Compaction during a watch: node-1 frozen while etcd restarts, changes and compacts.
@@ -152,7 +152,7 @@ fn etcd_datastore_follows_changes_outages_and_compaction() {
     m.pods[0].proc.signal(libc::SIGSTOP);
     store.etcd_mut().stop();
     store.etcd_mut().start();
-    store.delete(&affinity("node-1", "10.244.1.192/26", "confirmed"));
+    store.delete(&affinity("node-1", "198.19.1.192/26", "confirmed"));
     for i in 0..5 {
         store.put_raw("/calico/test/filler", &format!("{i}"));
     }
@@ -162,7 +162,7 @@ fn etcd_datastore_follows_changes_outages_and_compaction() {
         .etcdctl(&["compact", &rev.to_string(), "--physical"])
         .unwrap_or_else(|e| panic!("etcdctl compact: {e}"));
     m.pods[0].proc.signal(libc::SIGCONT);
-    let took = m.wait_at_peers("10.244.1.192/26", false);
+    let took = m.wait_at_peers("198.19.1.192/26", false);
     eprintln!("compacted while node-1 was frozen: change applied {took:.0?} after it resumed");
     let listed_after = m.pods[0].proc.output().matches("etcd: listed").count();
     assert!(

@@ -31,7 +31,7 @@ fn file_datastore_follows_edits() {
         "---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: broken\nspec:\n  peerIP: 198.18.0.9\n  asNumber: 65x\n"
             .to_string(),
     );
-    store.put(affinity("node-1", "10.244.1.128/26", "confirmed"));
+    store.put(affinity("node-1", "198.19.1.128/26", "confirmed"));
     poll_until(CHANGE_TIMEOUT, "node-1 logs the rejected edit", || {
         let log = m.pods[0].proc.output();
         let line = log
@@ -63,7 +63,7 @@ fn file_datastore_follows_edits() {
     // The fixed file is applied.
     store.garbage = None;
     store.write();
-    let took = m.wait_at_peers("10.244.1.128/26", true);
+    let took = m.wait_at_peers("198.19.1.128/26", true);
     eprintln!("fixed edit applied after {took:.0?}");
     assert_service_range_only_from_tor(&m);
     m.pods.iter_mut().for_each(|p| p.assert_running());

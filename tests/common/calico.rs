@@ -286,7 +286,7 @@ impl MeshLab {
                     continue;
                 }
                 let n = j + 1;
-                let v4_block = format!("10.244.{n}.0/26");
+                let v4_block = format!("198.19.{n}.0/26");
                 let v6_block = format!("2001:db8:244:0:{n}::/122");
                 if routes.get(&v4_block) != Some(&vec![v4.to_string()]) {
                     return Err(format!(
@@ -361,28 +361,28 @@ pub fn run_scenario(name: &str, store: &mut dyn Store) -> MeshLab {
     let mut m = MeshLab::start(name, store);
 
     // A confirmed affinity for node-1: its mesh peers (and the ToR) get the /26.
-    let a1 = affinity("node-1", "10.244.1.64/26", "confirmed");
+    let a1 = affinity("node-1", "198.19.1.64/26", "confirmed");
     store.put(a1.clone());
-    let took = m.wait_at_peers("10.244.1.64/26", true);
-    eprintln!("confirmed affinity → 10.244.1.64/26 at every peer after {took:.0?}");
+    let took = m.wait_at_peers("198.19.1.64/26", true);
+    eprintln!("confirmed affinity → 198.19.1.64/26 at every peer after {took:.0?}");
 
     // Deleting it withdraws it.
     store.delete(&a1);
-    let took = m.wait_at_peers("10.244.1.64/26", false);
-    eprintln!("affinity deleted → 10.244.1.64/26 withdrawn everywhere after {took:.0?}");
+    let took = m.wait_at_peers("198.19.1.64/26", false);
+    eprintln!("affinity deleted → 198.19.1.64/26 withdrawn everywhere after {took:.0?}");
 
     // A pending affinity advertises nothing. Written before a confirmed marker block of the
     // same node: once the marker arrived, node-1 has processed the pending one too.
-    let pending = affinity("node-1", "10.244.1.128/26", "pending");
+    let pending = affinity("node-1", "198.19.1.128/26", "pending");
     store.put(pending.clone());
-    let marker = affinity("node-1", "10.244.1.192/26", "confirmed");
+    let marker = affinity("node-1", "198.19.1.192/26", "confirmed");
     store.put(marker.clone());
-    m.wait_at_peers("10.244.1.192/26", true);
+    m.wait_at_peers("198.19.1.192/26", true);
     for pod in &m.pods {
         let routes = best_routes(pod).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !routes.contains_key("10.244.1.128/26"),
-            "{}: the pending block 10.244.1.128/26 is in the Loc-RIB",
+            !routes.contains_key("198.19.1.128/26"),
+            "{}: the pending block 198.19.1.128/26 is in the Loc-RIB",
             pod.name
         );
     }
@@ -390,7 +390,7 @@ pub fn run_scenario(name: &str, store: &mut dyn Store) -> MeshLab {
         !m.tor
             .routes(Afi::Ipv4)
             .unwrap()
-            .contains_key("10.244.1.128/26"),
+            .contains_key("198.19.1.128/26"),
         "the ToR got the pending block"
     );
     eprintln!("pending affinity → nothing advertised");

@@ -9,6 +9,7 @@ pub mod datastore;
 pub mod demo;
 pub mod driver;
 pub mod fib;
+pub mod lab;
 pub mod node;
 pub mod rib;
 pub mod session;

@@ -147,6 +147,8 @@ enum Cmd {
     },
     /// Benchmark a speaker over loopback (see `podbgp bench rr-fanin --help`).
     Bench(podbgp::bench::BenchArgs),
+    /// Run a containerlab topology in network namespaces (see `podbgp lab --help`).
+    Lab(podbgp::lab::LabArgs),
     #[command(flatten)]
     Client(podbgp::cli::ClientCommand),
 }
@@ -366,6 +368,15 @@ fn main() -> ExitCode {
             router_id,
         } => derive_cmd(datastore, &node, router_id.as_deref()),
         Cmd::Bench(args) => podbgp::bench::main(args),
+        Cmd::Lab(args) => {
+            return match podbgp::lab::main(args) {
+                Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("podbgp lab: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Cmd::Client(c) => {
             let code =
                 runtime().and_then(|rt| rt.block_on(podbgp::cli::run_client(c, cli.api.target())));

@@ -150,7 +150,14 @@ impl LabFile {
             let binds = n
                 .binds
                 .iter()
-                .map(|b| parse_bind(b, base).ok_or_else(|| bad(format!("{}: {b:?}: expected HOST:CONTAINER[:ro]", field("binds")))))
+                .map(|b| {
+                    parse_bind(b, base).ok_or_else(|| {
+                        bad(format!(
+                            "{}: {b:?}: expected HOST:CONTAINER[:ro]",
+                            field("binds")
+                        ))
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let kind = n.kind.as_deref().unwrap_or("linux");
             let image = n.image.as_deref().unwrap_or("");
@@ -162,18 +169,23 @@ impl LabFile {
                         .find(|(_, c)| c == "/etc/frr/frr.conf")
                         .map(|(h, _)| h.clone())
                         .ok_or_else(|| {
-                            bad(format!("{}: an FRR node needs a bind to /etc/frr/frr.conf", field("binds")))
+                            bad(format!(
+                                "{}: an FRR node needs a bind to /etc/frr/frr.conf",
+                                field("binds")
+                            ))
                         })?;
                     Role::Frr { config }
                 }
                 "linux" if image.contains("podbgp") => {
-                    let cmd = n
-                        .cmd
-                        .as_deref()
-                        .ok_or_else(|| bad(format!("{}: a podbgp node needs a cmd", field("cmd"))))?;
+                    let cmd = n.cmd.as_deref().ok_or_else(|| {
+                        bad(format!("{}: a podbgp node needs a cmd", field("cmd")))
+                    })?;
                     let mut words = cmd.split_whitespace();
                     if words.next() != Some("podbgp") {
-                        return Err(bad(format!("{}: {cmd:?}: must start with `podbgp`", field("cmd"))));
+                        return Err(bad(format!(
+                            "{}: {cmd:?}: must start with `podbgp`",
+                            field("cmd")
+                        )));
                     }
                     let args = words.map(|w| map_binds(w, &binds)).collect();
                     Role::Podbgp { args }
@@ -317,9 +329,15 @@ topology:
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("topology.links[1].endpoints") && e.contains("tor-x"), "{e}");
+        assert!(
+            e.contains("topology.links[1].endpoints") && e.contains("tor-x"),
+            "{e}"
+        );
         let e = LabFile::parse(
-            &LAB.replace("tor/frr.conf:/etc/frr/frr.conf", "tor/frr.conf:/etc/frr/x.conf"),
+            &LAB.replace(
+                "tor/frr.conf:/etc/frr/frr.conf",
+                "tor/frr.conf:/etc/frr/x.conf",
+            ),
             Path::new("l.clab.yml"),
         )
         .unwrap_err()

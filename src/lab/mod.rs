@@ -66,6 +66,10 @@ pub enum LabCmd {
         /// Seconds to wait for every check to pass.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// After the checks, print each podbgp node's status table and the routes podbgp
+        /// installed in its namespace.
+        #[arg(long)]
+        show: bool,
     },
     /// Stop one node's daemons (its namespace stays); later checks skip it.
     Stop { file: PathBuf, node: String },
@@ -100,7 +104,11 @@ pub fn main(args: LabArgs) -> anyhow::Result<i32> {
             catch_signals();
             match up(&lab) {
                 Ok(()) => {
-                    eprintln!("lab {} is up; `podbgp lab down {}` removes it", lab.name, file.display());
+                    eprintln!(
+                        "lab {} is up; `podbgp lab down {}` removes it",
+                        lab.name,
+                        file.display()
+                    );
                     Ok(0)
                 }
                 Err(e) => {
@@ -124,6 +132,7 @@ pub fn main(args: LabArgs) -> anyhow::Result<i32> {
             file,
             keep,
             timeout,
+            show,
         } => {
             let lab = LabFile::load(&file)?;
             catch_signals();
@@ -134,7 +143,11 @@ pub fn main(args: LabArgs) -> anyhow::Result<i32> {
                     up(&lab)?;
                     eprintln!("lab {} up in {:.1?}", lab.name, t.elapsed());
                 }
-                run_checks(&lab, Duration::from_secs(timeout))
+                let ok = run_checks(&lab, Duration::from_secs(timeout))?;
+                if show {
+                    show_nodes(&lab);
+                }
+                Ok(ok)
             })();
             let interrupted = INTERRUPTED.load(Ordering::SeqCst);
             if !keep || interrupted || result.is_err() {
@@ -256,7 +269,11 @@ fn exec_line(ns: &str, node: &str, line: &str) -> anyhow::Result<()> {
     match words.as_slice() {
         ["ip", rest @ ..] => {
             // Addresses added must be lab addresses.
-            let args: Vec<&str> = rest.iter().copied().filter(|w| !w.starts_with('-')).collect();
+            let args: Vec<&str> = rest
+                .iter()
+                .copied()
+                .filter(|w| !w.starts_with('-'))
+                .collect();
             if let [obj, "add", addr, ..] = args.as_slice()
                 && obj.starts_with("addr")
                 && !lab_addr_ok(addr)
@@ -268,7 +285,9 @@ fn exec_line(ns: &str, node: &str, line: &str) -> anyhow::Result<()> {
         ["sysctl", "-w", kv] => {
             in_ns(ns, &["sysctl", "-q", "-w", kv])?;
         }
-        _ => bail!("{node}: exec {line:?}: the namespace runner runs only `ip ...` and `sysctl -w KEY=VALUE`"),
+        _ => bail!(
+            "{node}: exec {line:?}: the namespace runner runs only `ip ...` and `sysctl -w KEY=VALUE`"
+        ),
     }
     Ok(())
 }
@@ -309,10 +328,7 @@ fn up(lab: &LabFile) -> anyhow::Result<()> {
                 in_ns(&ns, &["sysctl", "-q", "-w", key])?;
             }
             if matches!(n.role, Role::Frr { .. } | Role::Podbgp { .. }) {
-                for key in [
-                    "net.ipv4.ip_forward=1",
-                    "net.ipv6.conf.all.forwarding=1",
-                ] {
+                for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
                     in_ns(&ns, &["sysctl", "-q", "-w", key])?;
                 }
             }
@@ -323,10 +339,21 @@ fn up(lab: &LabFile) -> anyhow::Result<()> {
         check_interrupt()?;
         let (na, nb) = (lab.node(&a.node).unwrap(), lab.node(&b.node).unwrap());
         if na.role == Role::Bridge && nb.role == Role::Bridge {
-            bail!("link {}:{} - {}:{}: two bridges", a.node, a.iface, b.node, b.iface);
+            bail!(
+                "link {}:{} - {}:{}: two bridges",
+                a.node,
+                a.iface,
+                b.node,
+                b.iface
+            );
         }
         let (nsa, nsb) = (ns_name(lab, &a.node), ns_name(lab, &b.node));
-        ip(&nsa, &["link", "add", &a.iface, "type", "veth", "peer", "name", &b.iface, "netns", &nsb])?;
+        ip(
+            &nsa,
+            &[
+                "link", "add", &a.iface, "type", "veth", "peer", "name", &b.iface, "netns", &nsb,
+            ],
+        )?;
         for (n, ns, ep) in [(na, &nsa, a), (nb, &nsb, b)] {
             if n.role == Role::Bridge {
                 ip(ns, &["link", "set", &ep.iface, "master", "br0"])?;
@@ -367,7 +394,10 @@ fn frr_dir(lab: &LabFile, node: &str) -> PathBuf {
 
 fn start_frr(lab: &LabFile, state: &mut State, n: &Node, config: &Path) -> anyhow::Result<()> {
     if !Path::new(BGPD).exists() {
-        bail!("{}: FRR is not installed ({BGPD} missing; apt-get install frr)", n.name);
+        bail!(
+            "{}: FRR is not installed ({BGPD} missing; apt-get install frr)",
+            n.name
+        );
     }
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("{}: reading {}", n.name, config.display()))?;
@@ -413,21 +443,31 @@ fn start_frr(lab: &LabFile, state: &mut State, n: &Node, config: &Path) -> anyho
             ],
         )
         .with_context(|| format!("{}: starting {daemon}", n.name))?;
-        let pid = wait_for(Duration::from_secs(10), &format!("{} {daemon} pid file", n.name), || {
-            std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|t| t.trim().parse::<u32>().ok())
-        })?;
+        let pid = wait_for(
+            Duration::from_secs(10),
+            &format!("{} {daemon} pid file", n.name),
+            || {
+                std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok())
+            },
+        )?;
         state.procs.push(ProcEntry {
             node: n.name.clone(),
             program: daemon.to_string(),
             pid,
         });
         save_state(lab, state)?;
-        let probe = if daemon == "bgpd" { "show bgp summary json" } else { "show version" };
-        wait_for(Duration::from_secs(10), &format!("{} {daemon} answering", n.name), || {
-            vtysh(&dir, daemon, probe).ok()
-        })?;
+        let probe = if daemon == "bgpd" {
+            "show bgp summary json"
+        } else {
+            "show version"
+        };
+        wait_for(
+            Duration::from_secs(10),
+            &format!("{} {daemon} answering", n.name),
+            || vtysh(&dir, daemon, probe).ok(),
+        )?;
     }
     eprintln!("  {}: FRR (zebra + bgpd) up", n.name);
     Ok(())
@@ -436,7 +476,14 @@ fn start_frr(lab: &LabFile, state: &mut State, n: &Node, config: &Path) -> anyho
 fn vtysh(dir: &Path, daemon: &str, cmd: &str) -> anyhow::Result<String> {
     run(
         "vtysh",
-        &["--vty_socket", &dir.display().to_string(), "-d", daemon, "-c", cmd],
+        &[
+            "--vty_socket",
+            &dir.display().to_string(),
+            "-d",
+            daemon,
+            "-c",
+            cmd,
+        ],
     )
 }
 
@@ -473,9 +520,11 @@ fn start_podbgp(lab: &LabFile, state: &mut State, n: &Node, args: &[String]) -> 
     save_state(lab, state)?;
     // Reaped by whoever: the lab command may exit before the daemon does.
     std::mem::forget(child);
-    wait_for(Duration::from_secs(20), &format!("{} API socket", n.name), || {
-        sock.exists().then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{} API socket", n.name),
+        || sock.exists().then_some(()),
+    )
     .map_err(|e| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         anyhow!("{e}\n--- {} ---\n{text}", log.display())
@@ -484,7 +533,11 @@ fn start_podbgp(lab: &LabFile, state: &mut State, n: &Node, args: &[String]) -> 
     Ok(())
 }
 
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         check_interrupt()?;
@@ -511,7 +564,11 @@ fn kill_pids(pids: &[u32]) {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p)) {
+    while Instant::now() < deadline
+        && pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     for &pid in pids {
@@ -529,7 +586,11 @@ fn kill_pids(pids: &[u32]) {
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -599,7 +660,10 @@ fn node_addresses(lab: &LabFile) -> BTreeMap<String, Vec<IpAddr>> {
     };
     for n in &lab.nodes {
         for line in &n.exec {
-            let w: Vec<&str> = line.split_whitespace().filter(|w| !w.starts_with('-')).collect();
+            let w: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| !w.starts_with('-'))
+                .collect();
             if let ["ip", obj, "add", addr, ..] = w.as_slice()
                 && obj.starts_with("addr")
             {
@@ -641,10 +705,15 @@ fn podbgp_identity(n: &Node, args: &[String]) -> Option<(PathBuf, String)> {
 }
 
 /// Each podbgp node's IPv4 blocks (advertised) and blackholes, from its datastore file.
-fn podbgp_blocks(lab: &LabFile) -> anyhow::Result<BTreeMap<String, (Vec<IpNet>, Vec<IpNet>)>> {
+/// Node → (advertised blocks, blackholes).
+type Blocks = BTreeMap<String, (Vec<IpNet>, Vec<IpNet>)>;
+
+fn podbgp_blocks(lab: &LabFile) -> anyhow::Result<Blocks> {
     let mut out = BTreeMap::new();
     for n in &lab.nodes {
-        let Role::Podbgp { args } = &n.role else { continue };
+        let Role::Podbgp { args } = &n.role else {
+            continue;
+        };
         let Some((path, name)) = podbgp_identity(n, args) else {
             bail!("{}: cannot find --datastore file:PATH in its cmd", n.name);
         };
@@ -652,7 +721,12 @@ fn podbgp_blocks(lab: &LabFile) -> anyhow::Result<BTreeMap<String, (Vec<IpNet>, 
             .with_context(|| format!("{}: datastore {}", n.name, path.display()))?;
         let d = crate::calico::derive(&view, &name, &crate::calico::DeriveOptions::default())
             .with_context(|| format!("{}: deriving node {name}", n.name))?;
-        let v4 = |v: &[IpNet]| v.iter().filter(|p| matches!(p, IpNet::V4(_))).copied().collect();
+        let v4 = |v: &[IpNet]| {
+            v.iter()
+                .filter(|p| matches!(p, IpNet::V4(_)))
+                .copied()
+                .collect()
+        };
         out.insert(n.name.clone(), (v4(&d.config.originate), v4(&d.blackholes)));
     }
     Ok(out)
@@ -688,7 +762,12 @@ fn frr_peers(lab: &LabFile, node: &str) -> anyhow::Result<Vec<(String, String)>>
     Ok(v.as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, n)| (k.clone(), n["bgpState"].as_str().unwrap_or("?").to_lowercase()))
+                .map(|(k, n)| {
+                    (
+                        k.clone(),
+                        n["bgpState"].as_str().unwrap_or("?").to_lowercase(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default())
@@ -749,7 +828,10 @@ fn evaluate(lab: &LabFile, stopped: &BTreeSet<String>) -> anyhow::Result<Vec<Che
     for (node, (_, holes)) in blocks.iter().filter(|(n, _)| !stopped.contains(*n)) {
         let ns = ns_name(lab, node);
         let mut missing: Vec<String> = Vec::new();
-        for (other, (adv, _)) in blocks.iter().filter(|(o, _)| *o != node && !stopped.contains(*o)) {
+        for (other, (adv, _)) in blocks
+            .iter()
+            .filter(|(o, _)| *o != node && !stopped.contains(*o))
+        {
             for p in adv {
                 if !kernel_has(&ns, p, false) {
                     missing.push(format!("{p} (from {other})"));
@@ -786,9 +868,12 @@ fn evaluate(lab: &LabFile, stopped: &BTreeSet<String>) -> anyhow::Result<Vec<Che
                 continue;
             }
             let a = addr.to_string();
-            let result = in_ns(&ns_name(lab, &from.name), &["ping", "-c", "1", "-W", "1", &a])
-                .map(|_| ())
-                .map_err(|_| "no reply".to_string());
+            let result = in_ns(
+                &ns_name(lab, &from.name),
+                &["ping", "-c", "1", "-W", "1", &a],
+            )
+            .map(|_| ())
+            .map_err(|_| "no reply".to_string());
             checks.push(Check {
                 name: format!("{} pings {} ({a})", from.name, to.name),
                 result,
@@ -824,10 +909,42 @@ fn run_checks(lab: &LabFile, timeout: Duration) -> anyhow::Result<bool> {
             return Ok(failing == 0);
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
-            eprintln!("  waiting: {failing} of {} checks not passing yet", checks.len());
+            eprintln!(
+                "  waiting: {failing} of {} checks not passing yet",
+                checks.len()
+            );
             last_report = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Each podbgp node's `podbgp status` and its `proto bird` kernel routes.
+fn show_nodes(lab: &LabFile) {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    for n in &lab.nodes {
+        if !matches!(n.role, Role::Podbgp { .. }) {
+            continue;
+        }
+        let sock = api_sock(lab, &n.name).display().to_string();
+        println!("\n== {}: podbgp status ==", n.name);
+        match run(&exe, &["--api", &sock, "status"]) {
+            Ok(t) => print!("{t}"),
+            Err(e) => println!("({e})"),
+        }
+        println!(
+            "== {}: kernel routes installed by podbgp (ip route show proto bird) ==",
+            n.name
+        );
+        let ns = ns_name(lab, &n.name);
+        for fam in ["-4", "-6"] {
+            match ip(&ns, &[fam, "route", "show", "proto", "bird"]) {
+                Ok(t) => print!("{t}"),
+                Err(e) => println!("({e})"),
+            }
+        }
     }
 }
 
@@ -843,7 +960,12 @@ fn status(lab: &LabFile, json: bool) -> anyhow::Result<i32> {
             .filter(|p| p.node == n.name)
             .map(|p| {
                 let alive = pid_is(p.pid, &p.program);
-                format!("{}[{}]{}", p.program, p.pid, if alive { "" } else { " (dead)" })
+                format!(
+                    "{}[{}]{}",
+                    p.program,
+                    p.pid,
+                    if alive { "" } else { " (dead)" }
+                )
             })
             .collect();
         let peers = match &n.role {
@@ -870,7 +992,10 @@ fn status(lab: &LabFile, json: bool) -> anyhow::Result<i32> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<14} {:<7} {:<26} {:<30} SESSIONS", "NODE", "ROLE", "NAMESPACE", "PROCESSES");
+        println!(
+            "{:<14} {:<7} {:<26} {:<30} SESSIONS",
+            "NODE", "ROLE", "NAMESPACE", "PROCESSES"
+        );
         for r in &rows {
             let ns = if r["namespace_exists"].as_bool() == Some(true) {
                 r["namespace"].as_str().unwrap_or("").to_string()
@@ -886,7 +1011,11 @@ fn status(lab: &LabFile, json: bool) -> anyhow::Result<i32> {
                 r["node"].as_str().unwrap_or(""),
                 r["role"].as_str().unwrap_or(""),
                 ns,
-                if procs.is_empty() { "-".to_string() } else { procs.join(" ") },
+                if procs.is_empty() {
+                    "-".to_string()
+                } else {
+                    procs.join(" ")
+                },
                 r["sessions"].as_str().unwrap_or("-"),
             );
         }

@@ -125,6 +125,14 @@ enum Cmd {
         api_listen: Option<String>,
         #[command(flatten)]
         fib: FibArgs,
+        /// Datastore mode: close a session whose peer sends more than N prefixes (Cease /
+        /// Maximum Number of Prefixes Reached, RFC 4486); unlimited by default.
+        #[arg(long, value_name = "N")]
+        max_prefixes: Option<u32>,
+        /// Start such a session again after this many seconds (default: only an operator
+        /// `podbgp reset` does).
+        #[arg(long, value_name = "SECONDS", requires = "max_prefixes")]
+        max_prefixes_restart: Option<u64>,
     },
     /// Run a three-node full mesh on loopback, print its status and routes, and tear it down.
     Demo,
@@ -352,11 +360,17 @@ fn main() -> ExitCode {
             log,
             api_listen,
             fib,
+            max_prefixes,
+            max_prefixes_restart,
         } => init_logging(log_format, &log).and_then(|_| match (config, datastore) {
             (Some(config), _) => runtime()?.block_on(run(config, api_listen)),
             (None, Some(ds)) => {
                 let node = node.context("--node (or NODENAME) is required with --datastore")?;
-                let opts = derive_options(router_id.as_deref(), hold_time)?;
+                let mut opts = derive_options(router_id.as_deref(), hold_time)?;
+                opts.max_prefixes = max_prefixes.map(|limit| podbgp::config::MaxPrefixes {
+                    limit,
+                    restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
+                });
                 runtime()?.block_on(run_node(ds, node, opts, api_listen, fib.options()))
             }
             (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),

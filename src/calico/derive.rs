@@ -49,6 +49,9 @@ pub struct DeriveOptions {
     pub max_ecmp: usize,
     /// Overrides the listen port from BGPConfiguration (tests, side-by-side daemons).
     pub listen_port: Option<u16>,
+    /// A maximum-prefix limit for every peer (`podbgp run --max-prefixes`); Calico has no
+    /// per-peer field for it.
+    pub max_prefixes: Option<crate::config::MaxPrefixes>,
 }
 
 impl Default for DeriveOptions {
@@ -62,6 +65,7 @@ impl Default for DeriveOptions {
             graceful_restart_time: Some(120),
             max_ecmp: 16,
             listen_port: None,
+            max_prefixes: None,
         }
     }
 }
@@ -233,6 +237,7 @@ pub fn derive(
             Fam::V4 => Family::IPV4_UNICAST,
             Fam::V6 => Family::IPV6_UNICAST,
         }],
+        max_prefixes: opts.max_prefixes,
     };
     // §3.4: on a reflector with cluster id C, an iBGP peer is a client unless it is a reflector
     // of the same cluster (`None`: unknown, as for peerIP peers → client).

@@ -69,13 +69,14 @@ pub enum PeerField {
     Description,
     AllowedLocalAs,
     Families,
+    MaxPrefixes,
 }
 
 impl PeerField {
     /// How a change of this field is applied (see the module documentation).
     pub fn apply(self) -> Apply {
         match self {
-            PeerField::Description | PeerField::Origin => Apply::InPlace,
+            PeerField::Description | PeerField::Origin | PeerField::MaxPrefixes => Apply::InPlace,
             PeerField::Passive | PeerField::ConnectRetry => Apply::NextConnection,
             PeerField::Port
             | PeerField::RemoteAs
@@ -103,6 +104,7 @@ impl PeerField {
             PeerField::NextHop => "next_hop",
             PeerField::Description => "description",
             PeerField::AllowedLocalAs => "allowed_local_as",
+            PeerField::MaxPrefixes => "max_prefixes",
             PeerField::Families => "families",
         }
     }
@@ -295,6 +297,7 @@ pub fn peer_fields(old: &PeerConfig, new: &PeerConfig) -> Vec<PeerField> {
         PeerField::AllowedLocalAs,
     );
     check(old.families != new.families, PeerField::Families);
+    check(old.max_prefixes != new.max_prefixes, PeerField::MaxPrefixes);
     // Every field of `PeerConfig` but `address` (the identity) is compared above; keep this
     // destructuring exhaustive so a new field cannot be forgotten here.
     let PeerConfig {
@@ -312,6 +315,7 @@ pub fn peer_fields(old: &PeerConfig, new: &PeerConfig) -> Vec<PeerField> {
         description: _,
         allowed_local_as: _,
         families: _,
+        max_prefixes: _,
     } = new;
     v
 }

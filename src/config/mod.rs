@@ -92,6 +92,18 @@ pub struct PeerConfig {
     /// How many times our own AS may appear in a received AS_PATH (BIRD `allow local as`).
     pub allowed_local_as: u8,
     pub families: Vec<Family>,
+    /// Most prefixes accepted from this peer (all families); one more closes the session
+    /// with Cease / Maximum Number of Prefixes Reached (RFC 4486).
+    pub max_prefixes: Option<MaxPrefixes>,
+}
+
+/// A maximum-prefix limit (FRR `maximum-prefix N restart M`, BIRD `import limit N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPrefixes {
+    pub limit: u32,
+    /// Start the session again this long after it was closed; `None` keeps it down until an
+    /// operator resets it.
+    pub restart_after: Option<Duration>,
 }
 
 impl PeerConfig {

@@ -139,6 +139,12 @@ struct RawNeighbor {
     allowed_local_as: u8,
     #[serde(default)]
     families: Option<Vec<String>>,
+    /// Maximum prefixes accepted (see `PeerConfig::max_prefixes`).
+    #[serde(default)]
+    max_prefixes: Option<u32>,
+    /// Seconds before a session closed by `max_prefixes` starts again (default: never).
+    #[serde(default)]
+    max_prefixes_restart: Option<u64>,
 }
 
 fn default_hold() -> u16 {
@@ -290,6 +296,10 @@ pub fn parse_yaml(text: &str) -> Result<SpeakerConfig, ConfigError> {
             description: n.description,
             allowed_local_as: n.allowed_local_as,
             families,
+            max_prefixes: n.max_prefixes.map(|limit| crate::config::MaxPrefixes {
+                limit,
+                restart_after: n.max_prefixes_restart.map(Duration::from_secs),
+            }),
         });
     }
 
@@ -390,6 +400,12 @@ pub fn render_yaml(cfg: &SpeakerConfig) -> String {
             );
         }
         let _ = writeln!(s, "    allowed_local_as: {}", n.allowed_local_as);
+        if let Some(m) = &n.max_prefixes {
+            let _ = writeln!(s, "    max_prefixes: {}", m.limit);
+            if let Some(r) = m.restart_after {
+                let _ = writeln!(s, "    max_prefixes_restart: {}", r.as_secs());
+            }
+        }
         let fams: Vec<String> = n
             .families
             .iter()

@@ -748,6 +748,11 @@ impl Rib {
     }
 
     /// Per-peer counters for the API.
+    /// How many prefixes the peer's Adj-RIB-In holds (both families), in O(1).
+    pub fn adj_in_len(&self, idx: PeerIdx) -> usize {
+        self.peers.get(&idx).map_or(0, |p| p.adj_in.len())
+    }
+
     pub fn peer_counts(&self, idx: PeerIdx) -> PeerCounts {
         let Some(p) = self.peers.get(&idx) else {
             return PeerCounts::default();

@@ -138,6 +138,9 @@ pub struct Speaker {
     needs_flush: bool,
     updates_received: u64,
     updates_sent: u64,
+    /// Sessions to start again at a time (after a maximum-prefix shutdown): (when, slot,
+    /// session id, so a reused slot is never started by mistake).
+    restarts: Vec<(Instant, PeerIdx, u32)>,
 }
 
 impl Speaker {
@@ -158,6 +161,7 @@ impl Speaker {
             needs_flush: true,
             updates_received: 0,
             updates_sent: 0,
+            restarts: Vec::new(),
             cfg,
         };
         for pc in s.cfg.neighbors.clone() {
@@ -387,6 +391,16 @@ impl Speaker {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.restarts.iter().any(|r| r.0 <= now) {
+            let (due, later): (Vec<_>, Vec<_>) = self.restarts.drain(..).partition(|r| r.0 <= now);
+            self.restarts = later;
+            for (_, idx, id) in due {
+                if self.peer(idx).is_some_and(|p| p.session.id() == id) {
+                    self.session_event(now, idx, SessionEvent::Start);
+                    self.needs_flush = true;
+                }
+            }
+        }
         for idx in 0..self.peers.len() as PeerIdx {
             let Some(peer) = self.peers[idx as usize].as_mut() else {
                 continue;
@@ -405,6 +419,7 @@ impl Speaker {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.live_peers()
             .filter_map(|(_, p)| p.session.poll_timeout())
+            .chain(self.restarts.iter().map(|r| r.0))
             .min()
     }
 
@@ -512,7 +527,8 @@ impl Speaker {
     }
 
     fn apply_actions(&mut self, now: Instant, idx: PeerIdx, actions: &mut Vec<SessionAction>) {
-        for a in actions.drain(..) {
+        let mut list = std::mem::take(actions).into_iter();
+        while let Some(a) = list.next() {
             let Some(peer) = self.peers.get_mut(idx as usize).and_then(Option::as_mut) else {
                 // Only reachable through a logic error (actions of a freed slot); the
                 // connections involved are already closed by the removal.
@@ -606,9 +622,46 @@ impl Speaker {
                         }
                     }
                     self.rib.apply_update(idx, *u);
+                    if let Some(m) = peer.cfg.max_prefixes
+                        && self.rib.adj_in_len(idx) > m.limit as usize
+                    {
+                        // Nothing more from this connection is applied.
+                        drop(list);
+                        self.max_prefixes_exceeded(now, idx, m);
+                        return;
+                    }
                 }
                 SessionAction::RouteRefresh(rr) => self.rib.refresh_out(idx, rr.family),
             }
+        }
+    }
+
+    /// Closes a session whose peer sent more prefixes than allowed: Cease / Maximum Number of
+    /// Prefixes Reached with the RFC 4486 data (AFI, SAFI, the limit), its routes withdrawn,
+    /// and the session left down until `restart_after` (if any) or an operator reset.
+    fn max_prefixes_exceeded(&mut self, now: Instant, idx: PeerIdx, m: crate::config::MaxPrefixes) {
+        let c = self.rib.peer_counts(idx);
+        let family = if c.received_v6 > c.received_v4 {
+            Family::IPV6_UNICAST
+        } else {
+            Family::IPV4_UNICAST
+        };
+        let mut data = BytesMut::with_capacity(7);
+        data.extend_from_slice(&family.afi.to_be_bytes());
+        data.extend_from_slice(&[family.safi]);
+        data.extend_from_slice(&m.limit.to_be_bytes());
+        if let Some(p) = self.peer(idx) {
+            warn!(peer = %p.cfg.address, limit = m.limit, received = c.received_v4 + c.received_v6,
+                  restart_after_s = m.restart_after.map(|d| d.as_secs()),
+                  "maximum prefixes exceeded: closing the session (Cease/1)");
+        }
+        let stop = SessionEvent::Stop {
+            subcode: wire::cease_subcode::MAX_PREFIXES,
+            data: data.freeze(),
+        };
+        self.session_event(now, idx, stop);
+        if let (Some(after), Some(p)) = (m.restart_after, self.peer(idx)) {
+            self.restarts.push((now + after, idx, p.session.id()));
         }
     }
 

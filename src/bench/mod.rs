@@ -1,4 +1,8 @@
-//! `podbgp bench`: end-to-end throughput benchmarks of a BGP speaker over loopback.
+//! `podbgp bench`: throughput benchmarks. Two scenarios:
+//!
+//! * **rr-fanin** (this file): a BGP speaker end to end over loopback, described below;
+//! * **fib** ([`fib`]): podbgp's kernel route writer against `ip -batch`, installing and
+//!   deleting N routes in a throw-away network namespace.
 //!
 //! Scenario **rr-fanin** (K × P → M): the device under test is a route reflector; K
 //! *injector* clients each announce P distinct IPv4 prefixes, M *monitor* clients count what
@@ -30,6 +34,7 @@
 //! benchmark itself dies (PR_SET_PDEATHSIG).
 
 mod dut;
+mod fib;
 mod peer;
 mod plan;
 
@@ -49,6 +54,8 @@ use dut::{Device, ProcSample};
 use peer::{Event, Identity, Receive, SessionId, Stats};
 use plan::{DEVICE_ID, Expect, Plan, PrefixCounter};
 
+pub use fib::FibArgs;
+
 /// `podbgp bench …`
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -60,6 +67,9 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// Route reflector fan-in: K injecting clients × P prefixes, reflected to M monitors.
     RrFanin(RrFaninArgs),
+    /// Kernel routes: install then delete N routes with podbgp's netlink writer and with
+    /// `ip -batch`, in a throw-away network namespace (root).
+    Fib(FibArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -93,17 +103,20 @@ pub struct RrFaninArgs {
     pub timeout: u64,
 }
 
-/// Runs a benchmark on its own tokio runtime.
+/// Runs a benchmark: rr-fanin on its own tokio runtime, fib on plain threads.
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
     match args.scenario {
-        // The device is spawned from the future block_on polls, i.e. from this thread, which
-        // outlives the run (see Device::spawn).
-        Scenario::RrFanin(a) => rt.block_on(rr_fanin(a)),
+        Scenario::RrFanin(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the tokio runtime")?;
+            // The device is spawned from the future block_on polls, i.e. from this thread,
+            // which outlives the run (see Device::spawn).
+            rt.block_on(rr_fanin(a))
+        }
+        Scenario::Fib(a) => fib::main(a),
     }
 }
 

@@ -15,9 +15,9 @@
 //!   `ip` runs as `ip -n NS -batch FILE`;
 //! * **podbgp**: the [`FibOp`]s are built before the clock starts; `wall_s` runs from the
 //!   first to the end of the last [`Fib::apply`] call, `--batch` operations per call
-//!   (`FibConfig::default()`: protocol 12, main table). Every call containing replaces first
-//!   dumps the table to protect other protocols' routes (see [`crate::fib::netlink`]), so the
-//!   install cost depends on `--batch` as well as on N;
+//!   (`FibConfig::default()`: protocol 12, main table), written the way the daemon writes a
+//!   fresh table: [`FibOp::Add`] (`NLM_F_CREATE | NLM_F_EXCL`, which never overwrites a route
+//!   it does not know) with the per-call table dump off ([`NetlinkFib::set_verify_replaces`]);
 //! * **ip-batch**: the batch files (`route replace P via 198.18.0.2 proto 12`, then
 //!   `route del P proto 12`) are written before the clock starts; `wall_s` runs from spawning
 //!   `ip` to its exit (a pidfd makes the exit time exact), so it includes one `fork`/`exec`;
@@ -889,6 +889,13 @@ fn writer_thread(ns: &Path, prefix_len: u8, jobs: mpsc::Receiver<Job>, tx: mpsc:
                 );
             }
             NetlinkFib::open(FibConfig::default())
+                .map(|mut f| {
+                    // As the daemon writes: ownership is tracked by the FibManager (a route
+                    // it does not know to be ours is added with NLM_F_EXCL), not by a dump
+                    // of the table per call.
+                    f.set_verify_replaces(false);
+                    f
+                })
                 .map_err(|e| anyhow::anyhow!("cannot open the netlink FIB: {e}"))
         });
     let mut fib = match fib {
@@ -908,9 +915,7 @@ fn writer_thread(ns: &Path, prefix_len: u8, jobs: mpsc::Receiver<Job>, tx: mpsc:
             .map(|i| {
                 let p = IpNet::V4(prefix(i, prefix_len));
                 match job.op {
-                    Op::Install => {
-                        FibOp::Replace(FibRoute::unicast(p, vec![NextHop::via(gateway)]))
-                    }
+                    Op::Install => FibOp::Add(FibRoute::unicast(p, vec![NextHop::via(gateway)])),
                     Op::Delete => FibOp::Delete(p),
                 }
             })

@@ -141,6 +141,7 @@ pub enum TableArg {
     AdjRibIn,
     LocRib,
     AdjRibOut,
+    /// The kernel routes the daemon installed.
     Fib,
 }
 
@@ -161,8 +162,8 @@ pub struct RoutesArgs {
     /// Which table to list.
     #[arg(long, value_enum, default_value_t = TableArg::LocRib)]
     pub table: TableArg,
-    /// Only routes from (adj-rib-in) / to (adj-rib-out) / via this peer; required for the
-    /// adj-rib tables.
+    /// Only routes from (adj-rib-in, loc-rib) / to (adj-rib-out) this peer, or (fib) with a
+    /// next hop via this address; required for the adj-rib tables.
     #[arg(long, value_name = "ADDRESS")]
     pub peer: Option<IpAddr>,
     /// Only this exact prefix, e.g. 10.244.1.0/26.
@@ -325,7 +326,7 @@ pub fn unreachable_message(target: &ApiTarget, reason: &str) -> String {
 fn status_text(s: &Status) -> String {
     match s.code() {
         Code::InvalidArgument => format!("invalid argument: {}", s.message()),
-        Code::NotFound => s.message().to_string(),
+        Code::NotFound | Code::FailedPrecondition => s.message().to_string(),
         code => format!("{code:?}: {}", s.message()),
     }
 }
@@ -457,6 +458,8 @@ async fn run_command<W: Write + Send>(
                 .collect();
             if args.output.json {
                 print_json(out, &routes)?;
+            } else if args.table == TableArg::Fib {
+                out.write_all(render::fib_table(&routes).as_bytes())?;
             } else {
                 out.write_all(render::routes_table(&routes).as_bytes())?;
             }

@@ -467,6 +467,17 @@ impl FibManager {
         v.sort_by_key(|r| r.prefix);
         v
     }
+
+    /// Our route for exactly `prefix` in the kernel, as far as we know.
+    pub fn installed_route(&self, prefix: &IpNet) -> Option<&FibRoute> {
+        self.kernel.get(prefix)
+    }
+
+    /// True for a route of ours found in the kernel at start that nothing claims yet: it is
+    /// kept until initial convergence, then swept.
+    pub fn is_stale(&self, prefix: &IpNet) -> bool {
+        !self.converged && self.stale.contains(prefix)
+    }
 }
 
 #[cfg(test)]

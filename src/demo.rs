@@ -161,6 +161,7 @@ pub async fn run() -> anyhow::Result<()> {
             })),
             // The demo runs in the caller's namespace: it never writes kernel routes.
             fib: None,
+            metrics: None,
         })
         .await?;
         println!("{name}: API at {}", sock.display());

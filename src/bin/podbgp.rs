@@ -123,6 +123,11 @@ enum Cmd {
         /// mode 0600) or `tcp://ADDR:PORT`; `none` disables it.
         #[arg(long, value_name = "PATH|tcp://ADDR:PORT")]
         api_listen: Option<String>,
+        /// Serve Prometheus metrics (/metrics) and the Kubernetes HTTP probes (/livez,
+        /// /readyz[?threshold=SECONDS], the verdicts of `podbgp health`) on this TCP address;
+        /// off by default. No authentication: use a node or loopback address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         fib: FibArgs,
         /// Datastore mode: close a session whose peer sends more than N prefixes (Cease /
@@ -181,7 +186,15 @@ fn load(path: &PathBuf) -> anyhow::Result<config::SpeakerConfig> {
     config::parse_yaml(&text).with_context(|| format!("invalid configuration {}", path.display()))
 }
 
-async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> {
+async fn run(
+    config: PathBuf,
+    api_listen: Option<String>,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let metrics = match metrics_listen {
+        Some(addr) => Some(podbgp::metrics::MetricsServer::bind(addr).await?),
+        None => None,
+    };
     let cfg = load(&config)?;
     let yaml = std::fs::read_to_string(&config).unwrap_or_default();
     let (driver, handle) = Driver::new(cfg);
@@ -228,8 +241,23 @@ async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> 
             }
         }
     });
+    let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics.map(|server| {
+        let m = podbgp::metrics::MetricsHandle {
+            requests: handle.api.clone(),
+            datastore: None,
+            clock: Clock::now(),
+        };
+        tokio::spawn(server.serve(m, async {
+            let _ = metrics_stop_rx.await;
+        }))
+    });
     shutdown_on_signals(handle.clone());
     let result = driver.run().await;
+    let _ = metrics_stop_tx.send(());
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     let _ = api_stop_tx.send(());
     if let Some(t) = api_task {
         match t.await {
@@ -310,6 +338,7 @@ async fn run_node(
     derive: podbgp::calico::DeriveOptions,
     api_listen: Option<String>,
     fib: Option<podbgp::node::FibOptions>,
+    metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let api = parse_api_listen(api_listen.as_deref())?;
     let mut running = podbgp::node::start(podbgp::node::NodeOptions {
@@ -320,6 +349,7 @@ async fn run_node(
         adjust: None,
         finish: None,
         fib,
+        metrics,
     })
     .await?;
     shutdown_on_signals(running.driver.clone());
@@ -359,11 +389,12 @@ fn main() -> ExitCode {
             log_format,
             log,
             api_listen,
+            metrics_listen,
             fib,
             max_prefixes,
             max_prefixes_restart,
         } => init_logging(log_format, &log).and_then(|_| match (config, datastore) {
-            (Some(config), _) => runtime()?.block_on(run(config, api_listen)),
+            (Some(config), _) => runtime()?.block_on(run(config, api_listen, metrics_listen)),
             (None, Some(ds)) => {
                 let node = node.context("--node (or NODENAME) is required with --datastore")?;
                 let mut opts = derive_options(router_id.as_deref(), hold_time)?;
@@ -371,7 +402,8 @@ fn main() -> ExitCode {
                     limit,
                     restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
                 });
-                runtime()?.block_on(run_node(ds, node, opts, api_listen, fib.options()))
+                let fib = fib.options();
+                runtime()?.block_on(run_node(ds, node, opts, api_listen, fib, metrics_listen))
             }
             (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
         }),

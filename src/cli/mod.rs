@@ -20,7 +20,6 @@
 //! ```
 
 mod connect;
-mod health;
 pub mod json;
 mod render;
 pub mod table;
@@ -35,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use tonic::{Code, Status};
 
-pub use health::{DEFAULT_READY_THRESHOLD, PROBE_TIMEOUT, PeerHealth, readiness};
+pub use crate::health::{DEFAULT_READY_THRESHOLD, PROBE_TIMEOUT, PeerHealth, readiness};
 pub use render::{build_status, render_status};
 
 use crate::api::proto;

@@ -1,7 +1,8 @@
 //! Just enough HTTP/1.1 for Prometheus scrapes and Kubernetes `httpGet` probes: one `GET` or
-//! `HEAD` per connection, the request head read up to [`MAX_HEAD`] bytes (a body is never
-//! read), the answer sent with `Content-Length` and `Connection: close`, then the connection
-//! closed. Anything else is refused with the matching status (400, 405, 408, 431).
+//! `HEAD` per connection, the request head read up to [`MAX_HEAD`] bytes within
+//! [`READ_TIMEOUT`] (a body is never read), the answer sent with `Content-Length` and
+//! `Connection: close` within [`WRITE_TIMEOUT`], then the connection closed. Anything else is
+//! refused with the matching status (400, 405, 408, 431).
 
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ use tokio::net::TcpStream;
 pub const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its request head.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to take the answer (one that never reads must not hold a
+/// connection slot forever).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The request methods we serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,10 +160,15 @@ pub fn encode(resp: &Response, head_only: bool) -> Vec<u8> {
     bytes
 }
 
-/// Sends the answer and closes the connection (errors: the client went away; ignored).
+/// Sends the answer and closes the connection, within [`WRITE_TIMEOUT`] (errors: the
+/// client went away; ignored).
 pub async fn write_response(stream: &mut TcpStream, resp: &Response, head_only: bool) {
-    let _ = stream.write_all(&encode(resp, head_only)).await;
-    let _ = stream.shutdown().await;
+    let bytes = encode(resp, head_only);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]

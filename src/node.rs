@@ -32,6 +32,8 @@ pub struct NodeOptions {
     pub node: String,
     pub derive: DeriveOptions,
     pub api: Option<ApiListen>,
+    /// TLS for a TCP API listener.
+    pub api_tls: Option<crate::api::ApiTls>,
     /// Edits applied to every view before derivation (the demo's free-port override).
     pub adjust: Option<ViewAdjust>,
     /// Edits applied to every derived configuration (the demo's next-hop rewrite).
@@ -244,9 +246,14 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
             clock: Clock::now(),
         };
         info!(%listen, "API listening");
-        api_task = Some(tokio::spawn(crate::api::serve(listen, api, async {
-            let _ = stop_rx.await;
-        })));
+        api_task = Some(tokio::spawn(crate::api::serve_with_tls(
+            listen,
+            opts.api_tls.clone(),
+            api,
+            async {
+                let _ = stop_rx.await;
+            },
+        )));
         api_stop = Some(stop_tx);
     }
     let (mut metrics_stop, mut metrics_task, mut metrics_addr) = (None, None, None);

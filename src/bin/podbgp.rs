@@ -123,6 +123,16 @@ enum Cmd {
         /// mode 0600) or `tcp://ADDR:PORT`; `none` disables it.
         #[arg(long, value_name = "PATH|tcp://ADDR:PORT")]
         api_listen: Option<String>,
+        /// TLS certificate chain (PEM) for a TCP API listener; clients use https:// and
+        /// --api-ca.
+        #[arg(long, value_name = "FILE", requires = "api_tls_key")]
+        api_tls_cert: Option<PathBuf>,
+        /// The key of --api-tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
+        api_tls_key: Option<PathBuf>,
+        /// Require client certificates signed by this CA (PEM) on the TLS API.
+        #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
+        api_tls_client_ca: Option<PathBuf>,
         /// Serve Prometheus metrics (/metrics) and the Kubernetes HTTP probes (/livez,
         /// /readyz[?threshold=SECONDS], the verdicts of `podbgp health`) on this TCP address;
         /// off by default. No authentication: use a node or loopback address.
@@ -189,6 +199,7 @@ fn load(path: &PathBuf) -> anyhow::Result<config::SpeakerConfig> {
 async fn run(
     config: PathBuf,
     api_listen: Option<String>,
+    api_tls: Option<podbgp::api::ApiTls>,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let metrics = match metrics_listen {
@@ -217,9 +228,14 @@ async fn run(
                 clock: Clock::now(),
             };
             tracing::info!(%listen, "API listening");
-            Some(tokio::spawn(podbgp::api::serve(listen, api, async {
-                let _ = api_stop_rx.await;
-            })))
+            Some(tokio::spawn(podbgp::api::serve_with_tls(
+                listen,
+                api_tls,
+                api,
+                async {
+                    let _ = api_stop_rx.await;
+                },
+            )))
         }
         None => None,
     };
@@ -337,6 +353,7 @@ async fn run_node(
     node: String,
     derive: podbgp::calico::DeriveOptions,
     api_listen: Option<String>,
+    api_tls: Option<podbgp::api::ApiTls>,
     fib: Option<podbgp::node::FibOptions>,
     metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
@@ -346,6 +363,7 @@ async fn run_node(
         node,
         derive,
         api,
+        api_tls,
         adjust: None,
         finish: None,
         fib,
@@ -389,23 +407,51 @@ fn main() -> ExitCode {
             log_format,
             log,
             api_listen,
+            api_tls_cert,
+            api_tls_key,
+            api_tls_client_ca,
             metrics_listen,
             fib,
             max_prefixes,
             max_prefixes_restart,
-        } => init_logging(log_format, &log).and_then(|_| match (config, datastore) {
-            (Some(config), _) => runtime()?.block_on(run(config, api_listen, metrics_listen)),
-            (None, Some(ds)) => {
-                let node = node.context("--node (or NODENAME) is required with --datastore")?;
-                let mut opts = derive_options(router_id.as_deref(), hold_time)?;
-                opts.max_prefixes = max_prefixes.map(|limit| podbgp::config::MaxPrefixes {
-                    limit,
-                    restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
-                });
-                let fib = fib.options();
-                runtime()?.block_on(run_node(ds, node, opts, api_listen, fib, metrics_listen))
+        } => init_logging(log_format, &log).and_then(|_| {
+            let api_tls = match (api_tls_cert, api_tls_key) {
+                (Some(cert), Some(key)) => Some(podbgp::api::ApiTls {
+                    cert,
+                    key,
+                    client_ca: api_tls_client_ca,
+                }),
+                _ => None,
+            };
+            if let Some(tls) = &api_tls {
+                let listen = parse_api_listen(api_listen.as_deref())?
+                    .context("--api-tls-cert needs an API listener (not --api-listen none)")?;
+                tls.check(&listen)?;
             }
-            (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
+            match (config, datastore) {
+                (Some(config), _) => {
+                    runtime()?.block_on(run(config, api_listen, api_tls, metrics_listen))
+                }
+                (None, Some(ds)) => {
+                    let node = node.context("--node (or NODENAME) is required with --datastore")?;
+                    let mut opts = derive_options(router_id.as_deref(), hold_time)?;
+                    opts.max_prefixes = max_prefixes.map(|limit| podbgp::config::MaxPrefixes {
+                        limit,
+                        restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
+                    });
+                    let fib = fib.options();
+                    runtime()?.block_on(run_node(
+                        ds,
+                        node,
+                        opts,
+                        api_listen,
+                        api_tls,
+                        fib,
+                        metrics_listen,
+                    ))
+                }
+                (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
+            }
         }),
         Cmd::Demo => runtime().and_then(|rt| rt.block_on(podbgp::demo::run())),
         Cmd::Derive {

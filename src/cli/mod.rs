@@ -61,15 +61,31 @@ pub const API_ENV: &str = "PODBGP_API";
 pub enum ApiTarget {
     /// A Unix socket path (default [`DEFAULT_SOCKET`]).
     Unix(PathBuf),
-    /// An `http://host:port` (or `https://…`) URL.
+    /// An `http://host:port` URL.
     Http(String),
+    /// An `https://host:port` URL and the TLS material to reach it.
+    Https { url: String, tls: ClientTls },
+}
+
+/// Client TLS for an `https://` API: the CA that signed the daemon's certificate, and a client
+/// certificate and key when the daemon requires one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl ApiTarget {
     /// `http://` and `https://` URLs are TCP targets; anything else is a socket path (an
     /// optional `unix:` prefix is stripped).
     pub fn parse(s: &str) -> ApiTarget {
-        if s.starts_with("http://") || s.starts_with("https://") {
+        if s.starts_with("https://") {
+            ApiTarget::Https {
+                url: s.to_string(),
+                tls: ClientTls::default(),
+            }
+        } else if s.starts_with("http://") {
             ApiTarget::Http(s.to_string())
         } else {
             ApiTarget::Unix(PathBuf::from(s.strip_prefix("unix:").unwrap_or(s)))
@@ -105,7 +121,7 @@ impl std::fmt::Display for ApiTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiTarget::Unix(p) => write!(f, "{}", p.display()),
-            ApiTarget::Http(u) => f.write_str(u),
+            ApiTarget::Http(u) | ApiTarget::Https { url: u, .. } => f.write_str(u),
         }
     }
 }
@@ -113,16 +129,52 @@ impl std::fmt::Display for ApiTarget {
 /// The global `--api` flag, for the binary's top-level parser.
 #[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct ApiArgs {
-    /// The daemon's API: a Unix socket path or http://HOST:PORT
+    /// The daemon's API: a Unix socket path, http://HOST:PORT or https://HOST:PORT
     /// [env: PODBGP_API] [default: /run/podbgp/podbgp.sock]
     #[arg(long = "api", global = true, value_name = "SOCKET|URL")]
     pub api: Option<String>,
+    /// For https:// APIs: the CA certificate (PEM) that signed the daemon's certificate.
+    #[arg(
+        long = "api-ca",
+        global = true,
+        env = "PODBGP_API_CA",
+        value_name = "FILE"
+    )]
+    pub api_ca: Option<PathBuf>,
+    /// For https:// APIs that require a client certificate: ours (PEM).
+    #[arg(
+        long = "api-cert",
+        global = true,
+        env = "PODBGP_API_CERT",
+        value_name = "FILE",
+        requires = "api_key"
+    )]
+    pub api_cert: Option<PathBuf>,
+    /// The key of --api-cert (PEM).
+    #[arg(
+        long = "api-key",
+        global = true,
+        env = "PODBGP_API_KEY",
+        value_name = "FILE",
+        requires = "api_cert"
+    )]
+    pub api_key: Option<PathBuf>,
 }
 
 impl ApiArgs {
-    /// See [`ApiTarget::resolve`].
+    /// See [`ApiTarget::resolve`]; an `https://` target gets the TLS flags.
     pub fn target(&self) -> ApiTarget {
-        ApiTarget::resolve(self.api.as_deref())
+        match ApiTarget::resolve(self.api.as_deref()) {
+            ApiTarget::Https { url, .. } => ApiTarget::Https {
+                url,
+                tls: ClientTls {
+                    ca: self.api_ca.clone(),
+                    cert: self.api_cert.clone(),
+                    key: self.api_key.clone(),
+                },
+            },
+            t => t,
+        }
     }
 }
 

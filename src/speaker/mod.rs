@@ -105,6 +105,14 @@ struct Peer {
     info: String,
     /// Families whose End-of-RIB this session received (RFC 4724 §2).
     eor_in: Vec<Family>,
+    /// The peer's tracing span (`peer{peer=… remote_as=…}`), entered while the speaker works
+    /// on this peer's behalf, so every log line about it carries the peer's identity.
+    span: tracing::Span,
+}
+
+/// The span every log line about peer `pc` is emitted in.
+fn peer_span(pc: &PeerConfig) -> tracing::Span {
+    tracing::info_span!("peer", peer = %pc.address, remote_as = pc.remote_as)
 }
 
 /// Session ids are below 2^31: `ConnId`s with the top bit set belong to the driver (accepted).
@@ -198,12 +206,14 @@ impl Speaker {
     /// already be the configuration `pc` belongs to.
     fn add_peer(&mut self, now: Instant, pc: PeerConfig) -> PeerIdx {
         let session = Session::new(self.alloc_session_id(), pc.session(&self.cfg));
+        let span = peer_span(&pc);
         let peer = Peer {
             cfg: pc,
             session,
             since: now,
             info: String::new(),
             eor_in: Vec::new(),
+            span,
         };
         let addr = canonical(peer.cfg.address);
         let idx = match self.free.pop() {
@@ -314,7 +324,7 @@ impl Speaker {
             Input::FrameError { conn, error } => {
                 if let Some(idx) = self.conn_peer(conn) {
                     if let Some(p) = self.peer(idx) {
-                        warn!(peer = %p.cfg.address, %error, "framing error");
+                        p.span.in_scope(|| warn!(%error, "framing error"));
                     }
                     self.session_event(now, idx, SessionEvent::FramingError { conn, error });
                 }
@@ -520,6 +530,8 @@ impl Speaker {
         let Some(peer) = self.peers.get_mut(idx as usize).and_then(Option::as_mut) else {
             return;
         };
+        let span = peer.span.clone();
+        let _entered = span.enter();
         let mut actions = std::mem::take(&mut self.scratch);
         peer.session.handle(now, ev, &mut actions);
         self.apply_actions(now, idx, &mut actions);
@@ -560,7 +572,7 @@ impl Speaker {
                     self.outputs.push_back(Output::Close { conn });
                 }
                 SessionAction::StateChange { from, to, cause } => {
-                    info!(peer = %peer.cfg.address, %from, %to, %cause, "session state change");
+                    info!(%from, %to, %cause, "session state change");
                     peer.since = now;
                     peer.info = match to {
                         State::Established => "Established".to_string(),
@@ -601,22 +613,22 @@ impl Speaker {
                     self.rib.peer_up(idx, meta);
                 }
                 SessionAction::Down { cause } => {
-                    info!(peer = %peer.cfg.address, %cause, "session down, routes withdrawn");
+                    info!(%cause, "session down, routes withdrawn");
                     peer.eor_in.clear();
                     self.rib.peer_down(idx);
                 }
                 SessionAction::Update(u) => {
                     self.updates_received += 1;
                     if let Some(e) = &u.treat_as_withdraw {
-                        warn!(peer = %peer.cfg.address, type_code = e.type_code, subcode = e.subcode,
+                        warn!(type_code = e.type_code, subcode = e.subcode,
                               data = %hex(&e.data), "malformed attribute: treat-as-withdraw (RFC 7606)");
                     }
                     for e in &u.discarded {
-                        warn!(peer = %peer.cfg.address, type_code = e.type_code, subcode = e.subcode,
+                        warn!(type_code = e.type_code, subcode = e.subcode,
                               data = %hex(&e.data), "malformed attribute discarded (RFC 7606)");
                     }
                     if let Some(f) = u.end_of_rib() {
-                        debug!(peer = %peer.cfg.address, family = %f, "end-of-rib received");
+                        debug!(family = %f, "end-of-rib received");
                         if !peer.eor_in.contains(&f) {
                             peer.eor_in.push(f);
                         }
@@ -651,9 +663,13 @@ impl Speaker {
         data.extend_from_slice(&[family.safi]);
         data.extend_from_slice(&m.limit.to_be_bytes());
         if let Some(p) = self.peer(idx) {
-            warn!(peer = %p.cfg.address, limit = m.limit, received = c.received_v4 + c.received_v6,
-                  restart_after_s = m.restart_after.map(|d| d.as_secs()),
-                  "maximum prefixes exceeded: closing the session (Cease/1)");
+            let _entered = p.span.enter();
+            warn!(
+                limit = m.limit,
+                received = c.received_v4 + c.received_v6,
+                restart_after_s = m.restart_after.map(|d| d.as_secs()),
+                "maximum prefixes exceeded: closing the session (Cease/1)"
+            );
         }
         let stop = SessionEvent::Stop {
             subcode: wire::cease_subcode::MAX_PREFIXES,

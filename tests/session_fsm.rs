@@ -23,6 +23,7 @@ fn cfg(passive: bool, router_id: Ipv4Addr) -> SessionConfig {
         families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
         extended_message: false,
         graceful_restart_time: None,
+        gr_forwarding: true,
     }
 }
 
@@ -203,7 +204,8 @@ fn hold_timer_expiry_sends_4_0_and_keepalives_are_sent() {
     assert!(a.iter().any(|x| matches!(
         x,
         SessionAction::Down {
-            cause: Cause::NotificationSent { code: 4, .. }
+            cause: Cause::NotificationSent { code: 4, .. },
+            retain: None,
         }
     )));
     assert_eq!(h.s.state(), State::Idle);

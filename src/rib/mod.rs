@@ -1155,6 +1155,74 @@ mod tests {
     }
 
     #[test]
+    fn graceful_down_keeps_paths_stale_until_re_announced_or_flushed() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        for p in ["172.16.0.0/16", "172.17.0.0/16", "172.18.0.0/16"] {
+            r.apply_update(2, announce(p, [198, 18, 0, 2], &[65002]));
+        }
+        r.run_decision();
+        let mut msgs = Vec::new();
+        r.take_updates(4, usize::MAX, &mut msgs);
+        // Down gracefully: nothing changes for anyone.
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV4_UNICAST]), 3);
+        assert!(r.run_decision().is_empty());
+        assert_eq!(r.loc_rib_len(), 3);
+        assert!(!r.has_pending(4), "no withdrawal for a stale path");
+        assert_eq!(
+            r.adj_out(4, None).len(),
+            3,
+            "stale paths are still advertised"
+        );
+        assert!(r.peer_meta(2).is_none(), "a down peer is not up");
+        // Back: one prefix re-announced with the same attributes, one withdrawn, one silent.
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        assert_eq!(r.stale_len(2), 3);
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        assert!(!r.is_stale(2, &"172.16.0.0/16".parse().unwrap()));
+        assert_eq!(r.stale_len(2), 2);
+        // End-of-RIB: what is still stale goes.
+        assert_eq!(r.flush_stale(2, Some(Family::IPV4_UNICAST)), 2);
+        let changes = r.run_decision();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(r.loc_rib_len(), 1);
+        assert_eq!(r.adj_in_len(2), 1);
+    }
+
+    #[test]
+    fn graceful_down_drops_unlisted_families_and_old_stale_paths() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.apply_update(2, announce("172.17.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        // IPv4 not listed: nothing kept, the peer is forgotten.
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV6_UNICAST]), 0);
+        assert_eq!(r.run_decision().len(), 2);
+        assert_eq!(r.loc_rib_len(), 0);
+
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV4_UNICAST]), 1);
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.apply_update(2, announce("172.17.0.0/16", [198, 18, 0, 2], &[65002]));
+        // A second drop before End-of-RIB: the path still stale from the first goes, the fresh
+        // one becomes stale.
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV4_UNICAST]), 1);
+        r.run_decision();
+        assert!(r.is_stale(2, &"172.17.0.0/16".parse().unwrap()));
+        assert_eq!(r.loc_rib_len(), 1);
+        // The restart time runs out: all gone, the peer forgotten.
+        assert_eq!(r.flush_stale(2, None), 1);
+        r.run_decision();
+        assert_eq!(r.loc_rib_len(), 0);
+        assert_eq!(r.stale_len(2), 0);
+        assert_eq!(r.adj_in_len(2), 0);
+    }
+
+    #[test]
     fn ebgp_route_with_wrong_first_as_or_own_as_is_not_accepted() {
         let mut r = rib();
         r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));

@@ -992,8 +992,9 @@ impl Speaker {
                 .loc_rib(prefix)
                 .into_iter()
                 .filter(|(_, path, _, _)| peer_idx.is_none_or(|i| i == path.src))
-                .map(|(p, path, best, reason)| {
-                    route_view(
+                .map(|(p, path, best, reason)| RouteView {
+                    stale: self.rib.is_stale(path.src, &p),
+                    ..route_view(
                         p,
                         &path.attrs,
                         path.next_hop_addr(),
@@ -1009,8 +1010,9 @@ impl Speaker {
                     .rib
                     .adj_in(idx, prefix)
                     .into_iter()
-                    .map(|(p, path)| {
-                        route_view(
+                    .map(|(p, path)| RouteView {
+                        stale: self.rib.is_stale(idx, &p),
+                        ..route_view(
                             p,
                             &path.attrs,
                             path.next_hop_addr(),

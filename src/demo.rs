@@ -146,6 +146,7 @@ pub async fn run() -> anyhow::Result<()> {
             api: Some(ApiListen::Unix(sock.clone())),
             api_tls: None,
             restart: Default::default(),
+            import_guard: Default::default(),
             adjust: Some(Box::new(move |v| {
                 // Peers connect to the port of the node they dial: use the free port everywhere.
                 if let Some(g) = v.bgp_configs.get_mut("default") {

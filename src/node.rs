@@ -45,6 +45,8 @@ pub struct NodeOptions {
     pub metrics: Option<SocketAddr>,
     /// Graceful restart of this node (deferral after start, graceful stop).
     pub restart: crate::driver::RestartOptions,
+    /// Which received routes may enter the Loc-RIB (`CalicoPolicy::with_import_guard`).
+    pub import_guard: crate::calico::ImportGuard,
 }
 
 /// How a node installs routes into the kernel (issue 5, calico-bgp.md §4).
@@ -204,7 +206,8 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         "initial configuration derived"
     );
     // The export policy is in force from the first UPDATE on.
-    let mut policy = CalicoPolicy::from_derived(&first);
+    let guard = opts.import_guard.clone();
+    let mut policy = CalicoPolicy::with_import_guard(&first, &guard);
     let (mut driver, handle) = Driver::with_policy(first.config.clone(), Arc::new(policy.clone()));
     if let Some(f) = &opts.fib {
         driver = driver.with_fib(f.setup(&first));
@@ -223,10 +226,16 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
                 let _ = yaml_tx.send(render_yaml(&d.config));
                 // Policy first: routes in a pool that stops being exported are withdrawn
                 // before new originations go out.
-                let p = CalicoPolicy::from_derived(&d);
+                let p = CalicoPolicy::with_import_guard(&d, &guard);
                 if p != policy {
+                    let import_changed = !p.same_import(&policy);
                     h.set_policy(Arc::new(p.clone())).await;
                     policy = p;
+                    if import_changed {
+                        // Routes the old guard refused (say, reflected from a node we did not
+                        // know yet) are asked for again.
+                        h.command(crate::speaker::Command::RefreshInbound).await;
+                    }
                 }
                 h.reload(d.config.clone()).await;
                 if let Some(f) = &fib_opts {

@@ -229,7 +229,8 @@ fn kernel_routes_follow_bgp_and_calico_rules() {
     let store = lab.dir().join("cluster.yaml");
     std::fs::write(&store, NODE_YAML).unwrap();
     let ds = format!("file:{}", store.display());
-    let fib_args = ["--fib-sweep-timeout", "6"];
+    // The import guard off: out-of-pool and off-link routes must reach the FIB's own rules.
+    let fib_args = ["--fib-sweep-timeout", "6", "--import-guard", "off"];
     let mut pod = Podbgp::start_datastore_with(&node, "node-1", &ds, &[], &fib_args);
     let a = Frr::new(&tor_a, &tor_a_conf());
     let mut b = Frr::new(&tor_b, &tor_b_conf());

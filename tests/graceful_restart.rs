@@ -223,7 +223,11 @@ fn frr_restart_keeps_routes_only_with_graceful_restart() {
     }
     let s = site("gr_helper", false);
     let mut pod = Podbgp::start_datastore(&s.node, "node-1", &s.datastore(), &[]);
-    let mut tor = Frr::new(&s.tor, &tor_conf(&["198.19.5.0/26", "198.19.6.0/26"], true));
+    // 203.0.113.0/24 is outside every pool: the import guard keeps it out of the Loc-RIB.
+    let mut tor = Frr::new(
+        &s.tor,
+        &tor_conf(&["198.19.5.0/26", "198.19.6.0/26", "203.0.113.0/24"], true),
+    );
     poll_until(SETTLE, "node-1 established with the ToR", || {
         established(&pod)
     });
@@ -246,6 +250,17 @@ fn frr_restart_keeps_routes_only_with_graceful_restart() {
             .map_err(|e| e.to_string())
     });
     let _ = &s.pod_t;
+    let rib = pod.loc_rib().unwrap();
+    assert!(
+        !rib.iter().any(|r| r["prefix"] == "203.0.113.0/24"),
+        "an out-of-pool prefix passed the import guard: {rib:?}"
+    );
+    assert!(
+        tor.routes(Afi::Ipv4)
+            .unwrap()
+            .contains_key("203.0.113.0/24"),
+        "the ToR does not hold 203.0.113.0/24"
+    );
 
     // --- bgpd crashes and comes back without 198.19.6.0/26 ---
     let ping = Pinger::start(&s.node, "198.19.5.5");

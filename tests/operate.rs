@@ -322,7 +322,14 @@ fn operate_a_node_against_frr() {
     std::fs::write(&store, CLUSTER_YAML).unwrap();
     let ds = format!("file:{}", store.display());
     let mut pod =
-        Podbgp::start_datastore_with(&node, "node-1", &ds, &[], &["--metrics-listen", METRICS]);
+        // The import guard off: the out-of-pool prefix must reach the FIB's own pool guard.
+        Podbgp::start_datastore_with(
+            &node,
+            "node-1",
+            &ds,
+            &[],
+            &["--metrics-listen", METRICS, "--import-guard", "off"],
+        );
 
     // --- Before the session: live, not ready ------------------------------------------
     let (code, ok, reason) = health(&pod, &["--live"]).unwrap();

@@ -1250,10 +1250,10 @@ fn mesh_graceful_restart_keeps_blocks_through_a_restart_and_flushes_after_restar
     let before: Vec<_> = (0..4).map(|i| fwd(&sim, i)).collect();
     sim.stop(4); // 198.18.0.5
     sim.settle(SETTLE_QUIET, SETTLE_MAX);
-    for i in 0..4 {
+    for (i, want) in before.iter().enumerate() {
         assert_eq!(
-            fwd(&sim, i),
-            before[i],
+            &fwd(&sim, i),
+            want,
             "node {}: routes changed while 198.18.0.5 restarts",
             sim.addr(i)
         );
@@ -1268,8 +1268,8 @@ fn mesh_graceful_restart_keeps_blocks_through_a_restart_and_flushes_after_restar
         sim.describe()
     );
     sim.settle(SETTLE_QUIET, SETTLE_MAX);
-    for i in 0..4 {
-        assert_eq!(fwd(&sim, i), before[i], "node {}", sim.addr(i));
+    for (i, want) in before.iter().enumerate() {
+        assert_eq!(&fwd(&sim, i), want, "node {}", sim.addr(i));
     }
 
     // Gone for good: the blocks go 120 s (its restart time) after it stopped.

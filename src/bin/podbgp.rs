@@ -156,6 +156,15 @@ enum Cmd {
         /// fresh). On SIGTERM those peers keep our routes, unless --fib-remove-on-stop.
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         gr_deferral: u64,
+        /// Datastore mode: accept a received route only inside an IP pool (block-sized or
+        /// longer, not one of this node's blocks) with a known node or the peer as next hop
+        /// (`off`: import everything, as Calico's BIRD does).
+        #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
+        import_guard: OnOff,
+        /// Datastore mode: also accept routes inside these prefixes from any peer (e.g.
+        /// `0.0.0.0/0` or a service range from the ToR); repeat or separate with commas.
+        #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+        import_allow: Vec<ipnet::IpNet>,
     },
     /// Run a three-node full mesh on loopback, print its status and routes, and tear it down.
     Demo,
@@ -406,6 +415,8 @@ fn main() -> ExitCode {
             max_prefixes,
             max_prefixes_restart,
             gr_deferral,
+            import_guard,
+            import_allow,
         } => init_logging(log_format, &log).and_then(|_| {
             let restart = podbgp::driver::RestartOptions {
                 deferral: std::time::Duration::from_secs(gr_deferral),
@@ -448,6 +459,10 @@ fn main() -> ExitCode {
                         fib,
                         metrics: metrics_listen,
                         restart,
+                        import_guard: podbgp::calico::ImportGuard {
+                            off: import_guard == OnOff::Off,
+                            allow: import_allow,
+                        },
                     }))
                 }
                 (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),

@@ -78,6 +78,8 @@ pub struct PoolInfo {
     pub ipip: EncapMode,
     pub vxlan: EncapMode,
     pub disable_bgp_export: bool,
+    /// `spec.blockSize`: the prefix length of the pool's IPAM blocks.
+    pub block_size: u8,
 }
 
 /// What `derive` produces for one node.
@@ -92,6 +94,9 @@ pub struct Derived {
     /// This node's addresses (CIDR form: the subnet decides CrossSubnet).
     pub ipv4: Option<IfAddr>,
     pub ipv6: Option<IfAddr>,
+    /// Every node's BGP addresses (this one included), sorted: the next hops node routes
+    /// may have (the import guard).
+    pub node_addrs: Vec<IpAddr>,
     /// Things the datastore asks for that podbgp does not do (yet), and inconsistencies, one
     /// sentence each; logged when they change.
     pub notes: Vec<String>,
@@ -435,6 +440,7 @@ pub fn derive(
             ipip: p.ipip_mode,
             vxlan: p.vxlan_mode,
             disable_bgp_export: p.disable_bgp_export,
+            block_size: p.block_size,
         })
         .collect();
     // Pool membership decides like the export policy: the most specific pool wins.
@@ -505,10 +511,25 @@ pub fn derive(
         next_hop_ipv6: me.v6,
         neighbors: set.peers.into_values().collect(),
     };
+    let mut node_addrs: Vec<IpAddr> = view
+        .nodes
+        .values()
+        .filter_map(|n| n.bgp.as_ref())
+        .flat_map(|b| {
+            [
+                b.ipv4_address.map(|a| a.addr),
+                b.ipv6_address.map(|a| a.addr),
+            ]
+        })
+        .flatten()
+        .collect();
+    node_addrs.sort();
+    node_addrs.dedup();
     Ok(Derived {
         config,
         blackholes,
         pools,
+        node_addrs,
         ipv4: bgp.and_then(|b| b.ipv4_address),
         ipv6: bgp.and_then(|b| b.ipv6_address),
         notes,

@@ -18,7 +18,7 @@ pub use derive::{DeriveError, DeriveOptions, Derived, PoolInfo, RouterIdMode, de
 pub use model::{
     BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, Node, Resource, ResourceError,
 };
-pub use policy::CalicoPolicy;
+pub use policy::{CalicoPolicy, ImportGuard};
 
 /// Identity of a resource in a [`ClusterView`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -96,6 +96,21 @@ impl DriverHandle {
         rx.await.is_ok()
     }
 
+    /// Runs an operator command (as the API would); `false` when the driver has stopped or
+    /// the command failed.
+    pub async fn command(&self, command: crate::speaker::Command) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .api
+            .send(ApiRequest::Command { command, reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        matches!(rx.await, Ok(Ok(())))
+    }
+
     /// New Calico facts for the kernel routes (pools and subnets, and the local blocks to
     /// blackhole): only the routes they change are rewritten. Ignored when the driver runs
     /// without a FIB.

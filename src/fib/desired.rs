@@ -193,6 +193,7 @@ mod tests {
             ipip,
             vxlan,
             disable_bgp_export: false,
+            block_size: 26,
         }
     }
 
@@ -521,6 +522,7 @@ mod tests {
             },
             blackholes: vec![],
             pools: ctx().pools,
+            node_addrs: vec![],
             ipv4: Some("198.18.0.1/24".parse().unwrap()),
             ipv6: Some("2001:db8::1/64".parse().unwrap()),
             notes: vec![],

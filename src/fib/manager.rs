@@ -581,6 +581,7 @@ mod tests {
                 ipip: EncapMode::Never,
                 vxlan: EncapMode::Never,
                 disable_bgp_export: false,
+                block_size: 26,
             }],
             local_subnets: vec![net("198.18.0.0/24")],
             ..FibContext::default()

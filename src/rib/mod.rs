@@ -182,9 +182,16 @@ type GroupKey = (usize, Option<MpNextHop>, Family);
 /// split horizon). The default accepts everything; the Calico datastore mode plugs in its pool
 /// and block filters here.
 pub trait Policy: Send + Sync + std::fmt::Debug {
-    /// May the route `prefix` with `attrs` from `peer` enter the Loc-RIB?
-    fn import(&self, peer: &PeerMeta, prefix: &IpNet, attrs: &PathAttrs) -> bool {
-        let _ = (peer, prefix, attrs);
+    /// May the route `prefix` with `attrs` and forwarding address `next_hop` from `peer`
+    /// enter the Loc-RIB?
+    fn import(
+        &self,
+        peer: &PeerMeta,
+        prefix: &IpNet,
+        attrs: &PathAttrs,
+        next_hop: Option<IpAddr>,
+    ) -> bool {
+        let _ = (peer, prefix, attrs, next_hop);
         true
     }
     /// May the best route `prefix` (from `src`, `None` when local) be advertised to `to`?
@@ -573,7 +580,12 @@ impl Rib {
                             && !looped
                             && !own_v4(nh)
                             && n.prefix.addr().is_ipv4()
-                            && self.policy.import(&meta, &n.prefix, &attrs) =>
+                            && self.policy.import(
+                                &meta,
+                                &n.prefix,
+                                &attrs,
+                                Some(IpAddr::V4(nh)),
+                            ) =>
                     {
                         let path = Path {
                             src: idx,
@@ -594,11 +606,15 @@ impl Rib {
                 MpNextHop::V6 { global, .. } => own_v6 == Some(global),
             };
             let fam_ok = families.contains(&mp.family) && mp.family.is_supported() && !own;
+            let mp_nh = match mp.next_hop {
+                MpNextHop::V4(a) => IpAddr::V4(a),
+                MpNextHop::V6 { global, .. } => IpAddr::V6(global),
+            };
             for n in &mp.nlri {
                 if fam_ok
                     && !looped
                     && Family::of(&n.prefix) == mp.family
-                    && self.policy.import(&meta, &n.prefix, &attrs)
+                    && self.policy.import(&meta, &n.prefix, &attrs, Some(mp_nh))
                 {
                     let path = Path {
                         src: idx,
@@ -1050,7 +1066,7 @@ mod tests {
     #[derive(Debug)]
     struct Filter;
     impl Policy for Filter {
-        fn import(&self, _: &PeerMeta, prefix: &IpNet, _: &PathAttrs) -> bool {
+        fn import(&self, _: &PeerMeta, prefix: &IpNet, _: &PathAttrs, _: Option<IpAddr>) -> bool {
             !"10.0.0.0/8".parse::<IpNet>().unwrap().contains(prefix)
         }
         fn export(&self, to: &PeerMeta, _: &IpNet, _: &PathAttrs, _: Option<&PeerMeta>) -> bool {

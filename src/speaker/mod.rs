@@ -457,6 +457,34 @@ impl Speaker {
     pub fn command(&mut self, now: Instant, cmd: Command) -> Result<(), QueryError> {
         self.needs_flush = true;
         match cmd {
+            Command::RefreshInbound => {
+                for idx in self.peer_indices() {
+                    let Some((conn, neg)) = self
+                        .peer(idx)
+                        .and_then(|p| p.session.established())
+                        .map(|(c, n)| (c, n.clone()))
+                    else {
+                        continue;
+                    };
+                    if !neg.route_refresh {
+                        continue;
+                    }
+                    for f in &neg.families {
+                        let mut buf = BytesMut::new();
+                        let rr = Message::RouteRefresh(RouteRefresh {
+                            family: *f,
+                            subtype: 0,
+                        });
+                        if wire::encode_message(&rr, &neg.codec, &mut buf).is_ok() {
+                            self.outputs.push_back(Output::Send {
+                                conn,
+                                bytes: buf.freeze(),
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
             Command::ResetPeer { address, soft } => {
                 let idx = *self
                     .by_addr

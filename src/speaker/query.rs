@@ -43,6 +43,9 @@ pub enum Command {
     /// Hard reset (Cease/Administrative Reset, RFC 4486) or soft reset (RFC 2918 route refresh
     /// toward the peer and a full re-send of our Adj-RIB-Out).
     ResetPeer { address: IpAddr, soft: bool },
+    /// Ask every Established peer that supports it to send its routes again (RFC 2918
+    /// ROUTE-REFRESH), so they pass a changed import policy; nothing is re-sent to them.
+    RefreshInbound,
 }
 
 /// Why a query or command failed.

@@ -238,7 +238,11 @@ impl MeshLab {
         let pods: Vec<Podbgp> = node_ns
             .iter()
             .zip(NODES)
-            .map(|(ns, (n, _, _))| Podbgp::start_datastore(ns, n, &store.datastore_arg(), &env))
+            .map(|(ns, (n, _, _))| {
+                // The ToR's service range passes the import guard by name.
+                let allow = ["--import-allow", SERVICE_RANGE];
+                Podbgp::start_datastore_with(ns, n, &store.datastore_arg(), &env, &allow)
+            })
             .collect();
         let t0 = Instant::now();
         let m = MeshLab {

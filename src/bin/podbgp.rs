@@ -150,6 +150,11 @@ enum Cmd {
         /// `podbgp reset` does).
         #[arg(long, value_name = "SECONDS", requires = "max_prefixes")]
         max_prefixes_restart: Option<u64>,
+        /// Datastore mode: BGP passwords (BGPPeer `password.secretKeyRef`, BGPConfiguration
+        /// `nodeMeshPassword`) from Kubernetes Secrets mounted as DIR/<secret name>/<key>;
+        /// looked at before `kind: Secret` documents of a file datastore, re-read every 2 s.
+        #[arg(long, value_name = "DIR", requires = "datastore")]
+        secrets_dir: Option<PathBuf>,
     },
     /// Run a three-node full mesh on loopback, print its status and routes, and tear it down.
     Demo,
@@ -350,28 +355,8 @@ fn parse_api_listen(api_listen: Option<&str>) -> anyhow::Result<Option<ApiListen
 }
 
 /// `podbgp run --datastore ... --node NAME`.
-async fn run_node(
-    datastore: podbgp::datastore::DatastoreSpec,
-    node: String,
-    derive: podbgp::calico::DeriveOptions,
-    api_listen: Option<String>,
-    api_tls: Option<podbgp::api::ApiTls>,
-    fib: Option<podbgp::node::FibOptions>,
-    metrics: Option<std::net::SocketAddr>,
-) -> anyhow::Result<()> {
-    let api = parse_api_listen(api_listen.as_deref())?;
-    let mut running = podbgp::node::start(podbgp::node::NodeOptions {
-        datastore,
-        node,
-        derive,
-        api,
-        api_tls,
-        adjust: None,
-        finish: None,
-        fib,
-        metrics,
-    })
-    .await?;
+async fn run_node(opts: podbgp::node::NodeOptions) -> anyhow::Result<()> {
+    let mut running = podbgp::node::start(opts).await?;
     shutdown_on_signals(running.driver.clone());
     running.wait().await
 }
@@ -416,6 +401,7 @@ fn main() -> ExitCode {
             fib,
             max_prefixes,
             max_prefixes_restart,
+            secrets_dir,
         } => init_logging(log_format, &log).and_then(|_| {
             let api_tls = match (api_tls_cert, api_tls_key) {
                 (Some(cert), Some(key)) => Some(podbgp::api::ApiTls {
@@ -441,16 +427,19 @@ fn main() -> ExitCode {
                         limit,
                         restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
                     });
-                    let fib = fib.options();
-                    runtime()?.block_on(run_node(
-                        ds,
+                    let node_opts = podbgp::node::NodeOptions {
+                        datastore: ds,
                         node,
-                        opts,
-                        api_listen,
+                        derive: opts,
+                        api: parse_api_listen(api_listen.as_deref())?,
                         api_tls,
-                        fib,
-                        metrics_listen,
-                    ))
+                        adjust: None,
+                        finish: None,
+                        fib: fib.options(),
+                        metrics: metrics_listen,
+                        secrets_dir,
+                    };
+                    runtime()?.block_on(run_node(node_opts))
                 }
                 (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
             }

@@ -203,6 +203,24 @@ fn load(path: &PathBuf) -> anyhow::Result<config::SpeakerConfig> {
     config::parse_yaml(&text).with_context(|| format!("invalid configuration {}", path.display()))
 }
 
+/// What `podbgp config` shows in configuration-file mode: the file as written, or, when it
+/// holds TCP MD5 passwords, the rendered configuration without them (the API may be reachable
+/// by people who may not read the file).
+fn shown_yaml(path: &PathBuf, cfg: &config::SpeakerConfig) -> String {
+    if cfg
+        .neighbors
+        .iter()
+        .all(|n| n.auth == config::TcpAuth::None)
+    {
+        return std::fs::read_to_string(path).unwrap_or_default();
+    }
+    format!(
+        "# rendered from {} (passwords are not shown)\n{}",
+        path.display(),
+        config::render_yaml(cfg)
+    )
+}
+
 async fn run(
     config: PathBuf,
     api_listen: Option<String>,
@@ -214,7 +232,7 @@ async fn run(
         None => None,
     };
     let cfg = load(&config)?;
-    let yaml = std::fs::read_to_string(&config).unwrap_or_default();
+    let yaml = shown_yaml(&config, &cfg);
     let (driver, handle) = Driver::new(cfg);
     let (yaml_tx, yaml_rx) = tokio::sync::watch::channel(yaml);
     let api_listen = match api_listen.as_deref() {
@@ -254,7 +272,7 @@ async fn run(
         while hup.recv().await.is_some() {
             match load(&path) {
                 Ok(cfg) => {
-                    let _ = yaml_tx.send(std::fs::read_to_string(&path).unwrap_or_default());
+                    let _ = yaml_tx.send(shown_yaml(&path, &cfg));
                     // The driver logs what changed (one INFO line).
                     let _ = h.reload(cfg).await;
                 }

@@ -25,9 +25,9 @@ use crate::config::{Md5Key, SpeakerConfig, TcpAuth, UnavailableKey};
 use crate::speaker::canonical;
 
 /// Connections a source may open back to back.
-pub(super) const ACCEPT_BURST: u32 = 5;
+pub(super) const ACCEPT_BURST: u32 = 8;
 /// One more connection allowed per this interval once the burst is used.
-pub(super) const ACCEPT_REFILL: Duration = Duration::from_secs(1);
+pub(super) const ACCEPT_REFILL: Duration = Duration::from_millis(250);
 /// At most one log line per source per this interval.
 pub(super) const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Sources remembered by the log limiter (forgotten all at once beyond this).
@@ -104,8 +104,8 @@ impl std::fmt::Display for Refusal {
             Refusal::KeyUnavailable(u) => write!(f, "{u}"),
             Refusal::RateLimited => write!(
                 f,
-                "too many connections from this address (more than {ACCEPT_BURST} at once, then one per {}s)",
-                ACCEPT_REFILL.as_secs()
+                "too many connections from this address (more than {ACCEPT_BURST} at once, then one per {} ms)",
+                ACCEPT_REFILL.as_millis()
             ),
         }
     }
@@ -273,7 +273,7 @@ mod tests {
             assert!(g.admit(&t, a, later).is_ok());
         }
         assert!(g.admit(&t, a, later).is_err());
-        // A peer reconnecting once a second is never refused.
+        // A peer reconnecting every refill interval is never refused.
         let mut g = AcceptGuard::default();
         for i in 0..100u32 {
             assert!(g.admit(&t, a, t0 + ACCEPT_REFILL * i).is_ok(), "{i}");

@@ -9,7 +9,7 @@
 //!                                          ├── nokey 198.18.0.4 podbgp none, FRR "s3cret"
 //!                                          └── onesided 198.18.0.5 podbgp "s3cret", FRR none
 //! ```
-//! Only `good` comes up; the kernel counts the dropped segments of the three others
+//! Only `good` comes up (FRR passive there: podbgp's outgoing socket signs); the kernel counts the dropped segments of the three others
 //! (`TCPMD5Failure`, `TCPMD5NotFound`, `TCPMD5Unexpected`). A live reload that fixes the three
 //! passwords (change, add, remove a key on the listener) brings them up without touching
 //! `good`.
@@ -153,10 +153,14 @@ fn md5_with_frr() {
         let ns = lab.netns(name);
         let me = format!("198.18.0.{last}");
         lan.attach(&ns, "eth0", &[&format!("{me}/24")]);
-        let lines: Vec<String> = frr_pw
+        let mut lines: Vec<String> = frr_pw
             .iter()
             .map(|p| format!("neighbor 198.18.0.1 password {p}"))
             .collect();
+        if *name == "good" {
+            // Only podbgp connects: its outgoing socket signs.
+            lines.push("neighbor 198.18.0.1 passive".into());
+        }
         let asn = 65000 + last;
         let prefix = format!("198.19.{last}.0/24");
         frrs.push(Frr::new(

@@ -204,8 +204,7 @@ pub(super) fn set_gtsm(fd: BorrowedFd<'_>, family: SockFamily, hops: u8) -> io::
 /// The lowest TTL a packet from a peer `hops` away arrives with when sent with 255 (RFC 5082
 /// §3: 255 − (hops − 1)).
 pub(super) fn min_ttl(hops: u8) -> u8 {
-    // hops ≥ 1 (NonZeroU8 in the configuration); 0 would mean "any", which is what 256 − 0
-    // saturating to 255 is not, so keep the arithmetic explicit.
+    // The configuration guarantees hops ≥ 1 (NonZeroU8); 256 − hops then fits a u8.
     (256 - u16::from(hops.max(1))) as u8
 }
 

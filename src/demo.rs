@@ -145,6 +145,7 @@ pub async fn run() -> anyhow::Result<()> {
             },
             api: Some(ApiListen::Unix(sock.clone())),
             api_tls: None,
+            restart: Default::default(),
             secrets_dir: None,
             adjust: Some(Box::new(move |v| {
                 // Peers connect to the port of the node they dial: use the free port everywhere.

@@ -15,8 +15,9 @@
 //!   The failure text mirrors calico's: `podbgp is not ready: BGP not established with
 //!   10.0.0.2,10.0.0.3`.
 //!
-//! Not replicated: calico's extra "graceful restart in progress" check in the startup window
-//! (the speaker view does not expose GR recovery yet).
+//!   - in the startup window, also not ready while graceful-restart recovery is in progress
+//!     (calico: BIRD's "Graceful restart recovery in progress"): `podbgp is not ready:
+//!     graceful restart recovery in progress`.
 
 use std::time::Duration;
 
@@ -39,11 +40,15 @@ pub fn readiness(
     uptime: Duration,
     threshold: Duration,
     peers: &[PeerHealth],
+    gr_recovering: bool,
 ) -> Result<String, String> {
     if peers.is_empty() {
         return Ok("podbgp is ready: no BGP peers".to_string());
     }
     let starting = uptime < threshold;
+    if starting && gr_recovering && peers.iter().all(|p| p.established) {
+        return Err("podbgp is not ready: graceful restart recovery in progress".to_string());
+    }
     let mut not_established: Vec<&str> = Vec::new();
     let mut failed = false;
     for v6 in [false, true] {
@@ -99,9 +104,20 @@ mod tests {
     const LATE: Duration = Duration::from_secs(60);
 
     #[test]
+    fn graceful_restart_recovery_is_not_ready_at_startup() {
+        let all = [p("10.0.0.2", true), p("10.0.0.3", true)];
+        assert_eq!(
+            readiness(EARLY, T, &all, true),
+            Err("podbgp is not ready: graceful restart recovery in progress".into())
+        );
+        assert!(readiness(LATE, T, &all, true).is_ok());
+        assert!(readiness(EARLY, T, &all, false).is_ok());
+    }
+
+    #[test]
     fn no_peers_is_ready() {
         assert_eq!(
-            readiness(EARLY, T, &[]),
+            readiness(EARLY, T, &[], false),
             Ok("podbgp is ready: no BGP peers".into())
         );
     }
@@ -114,12 +130,12 @@ mod tests {
             p("10.0.0.4", false),
         ];
         assert_eq!(
-            readiness(EARLY, T, &peers),
+            readiness(EARLY, T, &peers, false),
             Err("podbgp is not ready: BGP not established with 10.0.0.3,10.0.0.4".into())
         );
         let all = [p("10.0.0.2", true), p("10.0.0.3", true)];
         assert_eq!(
-            readiness(EARLY, T, &all),
+            readiness(EARLY, T, &all, false),
             Ok("podbgp is ready: 2 of 2 BGP peers established".into())
         );
     }
@@ -127,10 +143,10 @@ mod tests {
     #[test]
     fn afterwards_one_established_is_enough() {
         let peers = [p("10.0.0.2", true), p("10.0.0.3", false)];
-        assert!(readiness(LATE, T, &peers).is_ok());
+        assert!(readiness(LATE, T, &peers, false).is_ok());
         let none = [p("10.0.0.2", false), p("10.0.0.3", false)];
         assert_eq!(
-            readiness(LATE, T, &none),
+            readiness(LATE, T, &none, false),
             Err("podbgp is not ready: BGP not established with 10.0.0.2,10.0.0.3".into())
         );
     }
@@ -143,10 +159,10 @@ mod tests {
             p("fd00::3", false),
         ];
         assert_eq!(
-            readiness(LATE, T, &peers),
+            readiness(LATE, T, &peers, false),
             Err("podbgp is not ready: BGP not established with fd00::2,fd00::3".into())
         );
         let peers = [p("10.0.0.2", true), p("fd00::2", true), p("fd00::3", false)];
-        assert!(readiness(LATE, T, &peers).is_ok());
+        assert!(readiness(LATE, T, &peers, false).is_ok());
     }
 }

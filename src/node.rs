@@ -44,6 +44,8 @@ pub struct NodeOptions {
     /// Where to serve Prometheus metrics and the HTTP probes (`/metrics`, `/livez`,
     /// `/readyz`); `None` serves nothing.
     pub metrics: Option<SocketAddr>,
+    /// Graceful restart of this node (deferral after start, graceful stop).
+    pub restart: crate::driver::RestartOptions,
     /// Kubernetes Secrets mounted as `DIR/<secret>/<key>` (BGP passwords), looked at before
     /// the datastore's; `None`: the datastore's only.
     pub secrets_dir: Option<PathBuf>,
@@ -222,6 +224,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     if let Some(f) = &opts.fib {
         driver = driver.with_fib(f.setup(&first));
     }
+    driver = driver.with_restart(opts.restart);
     let fib_opts = opts.fib.clone();
     let (yaml_tx, yaml_rx) = watch::channel(render_yaml(&first.config));
     let (derived_tx, derived_rx) = watch::channel(Some(first));

@@ -222,6 +222,7 @@ fn speaker_view(clock: &Clock) -> SpeakerView {
             repairs: 1,
             ..FibCounters::default()
         }),
+        recovering: false,
     }
 }
 

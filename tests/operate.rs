@@ -781,7 +781,8 @@ fn operate_a_node_against_frr() {
     assert_eq!(status["ipv4"][0]["state"], "start");
     pod.assert_running();
 
-    // --- logs: every transition at INFO with peer, from, to, cause; no prefix above DEBUG ---
+    // --- logs: every transition at INFO in the peer's span, with from, to, cause; no prefix
+    // above DEBUG ---
     let log = pod.proc.output();
     let transitions: Vec<&str> = log
         .lines()
@@ -794,7 +795,7 @@ fn operate_a_node_against_frr() {
         assert!(
             transitions
                 .iter()
-                .any(|l| l.contains(&format!("peer={TOR}")) && l.contains(want)),
+                .any(|l| l.contains(&format!("peer{{peer={TOR} ")) && l.contains(want)),
             "no INFO transition line with {want}:\n{}",
             transitions.join("\n")
         );

@@ -23,6 +23,7 @@ fn cfg(passive: bool, router_id: Ipv4Addr) -> SessionConfig {
         families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
         extended_message: false,
         graceful_restart_time: None,
+        gr_forwarding: true,
     }
 }
 
@@ -203,7 +204,8 @@ fn hold_timer_expiry_sends_4_0_and_keepalives_are_sent() {
     assert!(a.iter().any(|x| matches!(
         x,
         SessionAction::Down {
-            cause: Cause::NotificationSent { code: 4, .. }
+            cause: Cause::NotificationSent { code: 4, .. },
+            retain: None,
         }
     )));
     assert_eq!(h.s.state(), State::Idle);
@@ -444,4 +446,182 @@ fn stop_with_the_n_bit_on_both_sides_sends_hard_reset_wrapping_the_cease() {
     let (_, n) = notification(&a).unwrap();
     // RFC 8538 §3: Cease/Hard Reset, data = ErrCode, Subcode (and data) of the wrapped error.
     assert_eq!((n.code, n.subcode, n.data.as_ref()), (6, 9, &[6u8, 2][..]));
+}
+
+/// A passive session with graceful restart on our side, Established on `IN` with a peer whose
+/// capability lists IPv4 unicast (restart time 90 s) and has the N bit as given.
+fn gr_established(n_bit: bool) -> H {
+    let mut c = cfg(true, Ipv4Addr::new(198, 18, 0, 1));
+    c.graceful_restart_time = Some(120);
+    let mut h = H::new(c);
+    h.ev(SessionEvent::Start);
+    h.ev(SessionEvent::Accepted { conn: IN });
+    h.msg(IN, gr_open(n_bit));
+    h.msg(IN, keepalive());
+    assert_eq!(h.s.state(), State::Established);
+    h
+}
+
+fn gr_open(n_bit: bool) -> Bytes {
+    let open = Open {
+        version: 4,
+        my_as: 65002,
+        hold_time: 9,
+        bgp_id: PEER_ID,
+        capabilities: vec![
+            Capability::FourOctetAs(65002),
+            Capability::GracefulRestart {
+                restart_state: false,
+                notification: n_bit,
+                restart_time: 90,
+                families: vec![wire::GrFamily {
+                    family: Family::IPV4_UNICAST,
+                    forwarding_preserved: true,
+                }],
+            },
+        ],
+    };
+    enc(&Message::Open(open))
+}
+
+/// The `retain` of the Down action in `actions` (panics when there is none).
+fn down_retain(actions: &[SessionAction]) -> Option<podbgp::session::GrRetain> {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            SessionAction::Down { retain, .. } => Some(retain.clone()),
+            _ => None,
+        })
+        .expect("a Down action")
+}
+
+#[test]
+fn our_open_lists_every_family_with_the_f_bit_and_the_n_bit() {
+    let mut c = cfg(true, Ipv4Addr::new(198, 18, 0, 1));
+    c.graceful_restart_time = Some(120);
+    let mut h = H::new(c);
+    h.s.set_restarting(true);
+    h.ev(SessionEvent::Start);
+    let a = h.ev(SessionEvent::Accepted { conn: IN }).to_vec();
+    let Some((_, Message::Open(open))) = sent(&a).into_iter().next() else {
+        panic!("no OPEN: {a:?}");
+    };
+    let gr = open
+        .capabilities
+        .iter()
+        .find_map(|c| match c {
+            Capability::GracefulRestart {
+                restart_state,
+                notification,
+                restart_time,
+                families,
+            } => Some((
+                *restart_state,
+                *notification,
+                *restart_time,
+                families.clone(),
+            )),
+            _ => None,
+        })
+        .expect("a graceful-restart capability");
+    assert_eq!((gr.0, gr.1, gr.2), (true, true, 120));
+    let fams: Vec<(Family, bool)> =
+        gr.3.iter()
+            .map(|f| (f.family, f.forwarding_preserved))
+            .collect();
+    assert_eq!(
+        fams,
+        [(Family::IPV4_UNICAST, true), (Family::IPV6_UNICAST, true)]
+    );
+}
+
+#[test]
+fn transport_failure_is_graceful_and_keeps_the_listed_families() {
+    let mut h = gr_established(false);
+    let a = h.ev(SessionEvent::Closed { conn: IN }).to_vec();
+    let r = down_retain(&a).expect("routes retained");
+    assert_eq!(r.families, [Family::IPV4_UNICAST]);
+    assert_eq!(r.restart_time, Duration::from_secs(90));
+}
+
+#[test]
+fn notifications_are_graceful_only_under_the_n_bit_and_never_as_hard_reset() {
+    let cease = |sub: u8, data: &[u8]| {
+        enc(&Message::Notification(Notification {
+            code: 6,
+            subcode: sub,
+            data: Bytes::copy_from_slice(data),
+        }))
+    };
+    // Without the N bit a NOTIFICATION ends GR: routes flushed.
+    let mut h = gr_established(false);
+    let a = h.msg(IN, cease(4, &[])).to_vec();
+    assert_eq!(down_retain(&a), None);
+    // With it, a Cease other than Hard Reset is graceful...
+    let mut h = gr_established(true);
+    let a = h.msg(IN, cease(4, &[])).to_vec();
+    assert!(down_retain(&a).is_some());
+    // ...a Hard Reset is not...
+    let mut h = gr_established(true);
+    let a = h.msg(IN, cease(9, &[6, 2])).to_vec();
+    assert_eq!(down_retain(&a), None);
+    // ...and an UPDATE error we detect is graceful too (RFC 8538 §4).
+    let mut h = gr_established(true);
+    let bad = Bytes::from_static(&[
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0, 24, 2, 0, 0, 0, 1, 0x40,
+    ]);
+    let a = h.msg(IN, bad).to_vec();
+    let (_, n) = notification(&a).expect("a NOTIFICATION for the bad UPDATE");
+    assert_eq!(n.code, 3);
+    assert!(down_retain(&a).is_some());
+    // Hold timer expiry: graceful under the N bit only.
+    let mut h = gr_established(true);
+    let a = h.advance(Duration::from_secs(10)).to_vec();
+    assert!(down_retain(&a).is_some());
+    let mut h = gr_established(false);
+    let a = h.advance(Duration::from_secs(10)).to_vec();
+    assert_eq!(down_retain(&a), None);
+}
+
+#[test]
+fn stop_for_restart_closes_without_notification_and_stop_flushes() {
+    let mut h = gr_established(true);
+    let a = h.ev(SessionEvent::StopForRestart).to_vec();
+    assert!(notification(&a).is_none(), "no NOTIFICATION: {a:?}");
+    assert_eq!(closed(&a), [IN]);
+    assert!(down_retain(&a).is_some());
+    let mut h = gr_established(true);
+    let a = h
+        .ev(SessionEvent::Stop {
+            subcode: 2,
+            data: Bytes::new(),
+        })
+        .to_vec();
+    assert_eq!(down_retain(&a), None);
+}
+
+#[test]
+fn a_new_connection_while_established_is_a_restart_with_graceful_restart() {
+    const IN2: ConnId = ConnId(1 << 63 | 7);
+    let mut h = gr_established(false);
+    let a = h.ev(SessionEvent::Accepted { conn: IN2 }).to_vec();
+    assert!(
+        closed(&a).contains(&IN),
+        "the old connection is closed: {a:?}"
+    );
+    assert!(down_retain(&a).is_some());
+    assert!(
+        matches!(sent(&a)[..], [(IN2, Message::Open(_))]),
+        "an OPEN on the new connection: {a:?}"
+    );
+    h.msg(IN2, gr_open(false));
+    h.msg(IN2, keepalive());
+    assert_eq!(h.s.state(), State::Established);
+    // Without graceful restart the new connection is the one refused (RFC 4271 §6.8).
+    let mut h = H::new(cfg(true, Ipv4Addr::new(198, 18, 0, 1)));
+    h.establish_passive(IN);
+    let a = h.ev(SessionEvent::Accepted { conn: IN2 }).to_vec();
+    assert_eq!(closed(&a), [IN2]);
+    assert_eq!(h.s.state(), State::Established);
 }

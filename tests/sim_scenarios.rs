@@ -132,6 +132,16 @@ fn mesh_sim() -> Sim {
 }
 
 fn mesh_sim_with(calico_passive: bool) -> Sim {
+    mesh_sim_gr(calico_passive, true)
+}
+
+/// A mesh whose nodes do not advertise graceful restart: a dropped session takes its routes
+/// with it at once.
+fn mesh_sim_without_gr() -> Sim {
+    mesh_sim_gr(true, false)
+}
+
+fn mesh_sim_gr(calico_passive: bool, graceful_restart: bool) -> Sim {
     let cfgs = MESH
         .iter()
         .map(|&me| {
@@ -140,7 +150,11 @@ fn mesh_sim_with(calico_passive: bool) -> Sim {
                 .filter(|&&n| n != me)
                 .map(|&n| (n, Role::Mesh))
                 .collect();
-            node_config_with(me, None, &blocks(me), &nbrs, calico_passive)
+            let mut c = node_config_with(me, None, &blocks(me), &nbrs, calico_passive);
+            if !graceful_restart {
+                c.graceful_restart_time = None;
+            }
+            c
         })
         .collect();
     Sim::new(cfgs)
@@ -373,7 +387,7 @@ fn mesh_without_passive_side_converges_through_collision_resolution() {
 
 #[test]
 fn mesh_node_stopped_its_blocks_disappear_and_come_back_on_restart() {
-    let mut sim = mesh_sim();
+    let mut sim = mesh_sim_without_gr();
     converge_mesh(&mut sim);
     sim.stop(4); // 198.18.0.5
     sim.settle(SETTLE_QUIET, SETTLE_MAX);
@@ -455,7 +469,7 @@ fn mesh_admin_shutdown_withdraws_the_node() {
 /// 30 s): its blocks vanish more than 60 s and at most 90 s of virtual time later.
 #[test]
 fn mesh_silent_crash_detected_by_hold_timer() {
-    let mut sim = mesh_sim();
+    let mut sim = mesh_sim_without_gr();
     converge_mesh(&mut sim);
     let t_crash = sim.now();
     sim.crash(4); // 198.18.0.5
@@ -520,6 +534,10 @@ const R2_IDX: usize = 7;
 
 /// Clients originate their blocks after start (through `Input::Originate`), not from config.
 fn rr_sim(c1: Ipv4Addr, c2: Ipv4Addr) -> Sim {
+    rr_sim_gr(c1, c2, true)
+}
+
+fn rr_sim_gr(c1: Ipv4Addr, c2: Ipv4Addr, graceful_restart: bool) -> Sim {
     let mut cfgs = Vec::new();
     for &c in &CLIENTS {
         cfgs.push(node_config(
@@ -533,6 +551,11 @@ fn rr_sim(c1: Ipv4Addr, c2: Ipv4Addr) -> Sim {
         let mut nbrs: Vec<(u8, Role)> = CLIENTS.iter().map(|&c| (c, Role::RrClient)).collect();
         nbrs.push((other, Role::RrPeer));
         cfgs.push(node_config(me, Some(cluster), &[], &nbrs));
+    }
+    if !graceful_restart {
+        for c in &mut cfgs {
+            c.graceful_restart_time = None;
+        }
     }
     let mut sim = Sim::new(cfgs);
     for (i, &c) in CLIENTS.iter().enumerate() {
@@ -1006,7 +1029,7 @@ fn assert_gone_everywhere(sim: &Sim, p: IpNet) {
 #[test]
 fn rr_distinct_withdraw_then_reflector_dies() {
     let (c1, c2) = (ip(R1), ip(R2));
-    let mut sim = rr_sim(c1, c2);
+    let mut sim = rr_sim_gr(c1, c2, false);
     let gone = block(4, 2);
     sim.withdraw(3, gone); // client 198.18.0.4
     sim.settle(SETTLE_QUIET, SETTLE_MAX);
@@ -1205,5 +1228,59 @@ fn chain_with_client_reflects_to_the_client() {
         vec![ip(2)],
         "C: CLUSTER_LIST = [B's router id]: {}",
         show(&r)
+    );
+}
+
+/// Graceful restart (RFC 4724) in the mesh: a node that stops keeps its blocks at every peer,
+/// marked stale, and comes back without a single best-path change anywhere; a node that stays
+/// away loses them when its restart time (120 s) runs out.
+#[test]
+fn mesh_graceful_restart_keeps_blocks_through_a_restart_and_flushes_after_restart_time() {
+    let mut sim = mesh_sim();
+    converge_mesh(&mut sim);
+    let fwd = |sim: &Sim, i: usize| {
+        let mut v: Vec<String> = sim
+            .best_routes(i)
+            .iter()
+            .map(|r| format!("{} via {:?}", r.prefix, r.next_hops))
+            .collect();
+        v.sort();
+        v
+    };
+    let before: Vec<_> = (0..4).map(|i| fwd(&sim, i)).collect();
+    sim.stop(4); // 198.18.0.5
+    sim.settle(SETTLE_QUIET, SETTLE_MAX);
+    for i in 0..4 {
+        assert_eq!(
+            fwd(&sim, i),
+            before[i],
+            "node {}: routes changed while 198.18.0.5 restarts",
+            sim.addr(i)
+        );
+    }
+    sim.restart(4);
+    let t = sim.drive_until(Duration::from_secs(100), |s| {
+        s.all_established() && s.best_routes(4).len() == 20
+    });
+    assert!(
+        t.is_some(),
+        "198.18.0.5 did not come back:\n{}",
+        sim.describe()
+    );
+    sim.settle(SETTLE_QUIET, SETTLE_MAX);
+    for i in 0..4 {
+        assert_eq!(fwd(&sim, i), before[i], "node {}", sim.addr(i));
+    }
+
+    // Gone for good: the blocks go 120 s (its restart time) after it stopped.
+    let t_stop = sim.now();
+    sim.stop(4);
+    let gone = sim.drive_until(Duration::from_secs(300), |s| {
+        (0..4).all(|i| s.best_routes(i).len() == 16)
+    });
+    let after = gone.expect("stale blocks never flushed") - t_stop;
+    assert!(
+        after >= Duration::from_secs(120) && after <= Duration::from_secs(125),
+        "stale blocks flushed after {after:?} (restart time 120 s)"
     );
 }

@@ -363,6 +363,7 @@ pub fn speaker_to_proto(
         updates_sent: v.updates_sent,
         started_unix: unix_seconds(started),
         fib: v.fib.as_ref().map(proto::FibCounters::from),
+        graceful_restart_recovery: v.recovering,
     }
 }
 
@@ -973,6 +974,7 @@ mod tests {
             updates_received: 8,
             updates_sent: 9,
             fib: None,
+            recovering: false,
         };
         let now = c.system + Duration::from_secs(20);
         let p = speaker_to_proto(&v, &c, now);

@@ -150,6 +150,12 @@ enum Cmd {
         /// `podbgp reset` does).
         #[arg(long, value_name = "SECONDS", requires = "max_prefixes")]
         max_prefixes_restart: Option<u64>,
+        /// Graceful restart (RFC 4724; on in datastore mode, `graceful_restart_time` in a
+        /// config file): after start, send the R bit and hold UPDATEs to peers that keep our
+        /// routes until every peer sent End-of-RIB, at most this many seconds (0: start
+        /// fresh). On SIGTERM those peers keep our routes, unless --fib-remove-on-stop.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        gr_deferral: u64,
         /// Datastore mode: BGP passwords (BGPPeer `password.secretKeyRef`, BGPConfiguration
         /// `nodeMeshPassword`) from Kubernetes Secrets mounted as DIR/<secret name>/<key>;
         /// looked at before `kind: Secret` documents of a file datastore, re-read every 2 s.
@@ -226,6 +232,7 @@ async fn run(
     api_listen: Option<String>,
     api_tls: Option<podbgp::api::ApiTls>,
     metrics_listen: Option<std::net::SocketAddr>,
+    restart: podbgp::driver::RestartOptions,
 ) -> anyhow::Result<()> {
     let metrics = match metrics_listen {
         Some(addr) => Some(podbgp::metrics::MetricsServer::bind(addr).await?),
@@ -234,6 +241,7 @@ async fn run(
     let cfg = load(&config)?;
     let yaml = shown_yaml(&config, &cfg);
     let (driver, handle) = Driver::new(cfg);
+    let driver = driver.with_restart(restart);
     let (yaml_tx, yaml_rx) = tokio::sync::watch::channel(yaml);
     let api_listen = match api_listen.as_deref() {
         Some("none") => None,
@@ -379,7 +387,8 @@ async fn run_node(opts: podbgp::node::NodeOptions) -> anyhow::Result<()> {
     running.wait().await
 }
 
-/// SIGTERM or Ctrl-C: Cease/Administrative Shutdown to every peer, then exit.
+/// SIGTERM or Ctrl-C: close every session (graceful-restart peers keep our routes unless
+/// --fib-remove-on-stop; see `RestartOptions`), then exit.
 fn shutdown_on_signals(h: podbgp::driver::DriverHandle) {
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -419,8 +428,13 @@ fn main() -> ExitCode {
             fib,
             max_prefixes,
             max_prefixes_restart,
+            gr_deferral,
             secrets_dir,
         } => init_logging(log_format, &log).and_then(|_| {
+            let restart = podbgp::driver::RestartOptions {
+                deferral: std::time::Duration::from_secs(gr_deferral),
+                stop_for_restart: !fib.fib_remove_on_stop,
+            };
             let api_tls = match (api_tls_cert, api_tls_key) {
                 (Some(cert), Some(key)) => Some(podbgp::api::ApiTls {
                     cert,
@@ -436,7 +450,7 @@ fn main() -> ExitCode {
             }
             match (config, datastore) {
                 (Some(config), _) => {
-                    runtime()?.block_on(run(config, api_listen, api_tls, metrics_listen))
+                    runtime()?.block_on(run(config, api_listen, api_tls, metrics_listen, restart))
                 }
                 (None, Some(ds)) => {
                     let node = node.context("--node (or NODENAME) is required with --datastore")?;
@@ -445,19 +459,21 @@ fn main() -> ExitCode {
                         limit,
                         restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
                     });
-                    let node_opts = podbgp::node::NodeOptions {
+                    let fib = fib.options();
+                    let api = parse_api_listen(api_listen.as_deref())?;
+                    runtime()?.block_on(run_node(podbgp::node::NodeOptions {
                         datastore: ds,
                         node,
                         derive: opts,
-                        api: parse_api_listen(api_listen.as_deref())?,
+                        api,
                         api_tls,
                         adjust: None,
                         finish: None,
-                        fib: fib.options(),
+                        fib,
                         metrics: metrics_listen,
+                        restart,
                         secrets_dir,
-                    };
-                    runtime()?.block_on(run_node(node_opts))
+                    }))
                 }
                 (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
             }

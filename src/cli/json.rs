@@ -416,6 +416,8 @@ pub struct SpeakerJson {
     pub updates_sent: u64,
     /// Kernel route counters; `null` when the daemon installs no kernel routes.
     pub fib: Option<FibJson>,
+    /// Graceful-restart recovery after start in progress.
+    pub graceful_restart_recovery: bool,
 }
 
 /// Kernel route counters (`speaker --json`).
@@ -470,6 +472,7 @@ impl From<&proto::GetSpeakerResponse> for SpeakerJson {
             updates_received: s.updates_received,
             updates_sent: s.updates_sent,
             fib: s.fib.as_ref().map(FibJson::from),
+            graceful_restart_recovery: s.graceful_restart_recovery,
         }
     }
 }

@@ -650,6 +650,7 @@ async fn probe(target: &ApiTarget, ready: bool, threshold: Duration) -> Result<S
         Duration::from_secs(speaker.uptime_seconds),
         threshold,
         &peers,
+        speaker.graceful_restart_recovery,
     )
 }
 

@@ -132,6 +132,8 @@ impl PeerConfig {
             families: self.families.clone(),
             extended_message: true,
             graceful_restart_time: speaker.graceful_restart_time,
+            // Our kernel routes outlive the process, and pod forwarding never depended on it.
+            gr_forwarding: true,
         }
     }
 }

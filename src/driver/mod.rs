@@ -149,6 +149,19 @@ pub struct Driver {
     events: broadcast::Sender<SpeakerEvent>,
     fib: Option<FibSetup>,
     fib_rx: mpsc::Receiver<fib::FibFacts>,
+    restart: RestartOptions,
+}
+
+/// This speaker's side of graceful restart (RFC 4724 §4.1); see [`Driver::with_restart`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestartOptions {
+    /// After start, defer UPDATEs to graceful-restart peers until every peer sent
+    /// End-of-RIB, at most this long (`Speaker::begin_restart_recovery`); zero: no recovery,
+    /// no R bit.
+    pub deferral: std::time::Duration,
+    /// On shutdown, leave peers that negotiated graceful restart to keep our routes
+    /// (`Input::ShutdownForRestart`) instead of an Administrative Shutdown that flushes them.
+    pub stop_for_restart: bool,
 }
 
 impl Driver {
@@ -185,9 +198,17 @@ impl Driver {
                 events,
                 fib: None,
                 fib_rx,
+                restart: RestartOptions::default(),
             },
             handle,
         )
+    }
+
+    /// Graceful restart of this speaker; without this a start is a fresh start and a stop
+    /// flushes our routes at every peer.
+    pub fn with_restart(mut self, restart: RestartOptions) -> Driver {
+        self.restart = restart;
+        self
     }
 
     /// Installs best paths into the kernel (see [`FibSetup`]); without this the driver
@@ -216,6 +237,7 @@ impl Driver {
             self.initial_policy.clone(),
             Instant::now(),
         );
+        speaker.begin_restart_recovery(Instant::now(), self.restart.deferral);
         let mut conns: FxHashMap<ConnId, net::ConnHandle> = FxHashMap::default();
         let next_accept = Arc::new(AtomicU64::new(1 << 63));
         let mut shutting_down = false;
@@ -340,8 +362,13 @@ impl Driver {
                 // More decision/UPDATE work is waiting: come back right after the events above.
                 _ = std::future::ready(()), if more => {}
                 _ = self.shutdown_rx.recv() => {
-                    info!("shutting down: closing every session");
-                    speaker.handle(Instant::now(), Input::Shutdown);
+                    if self.restart.stop_for_restart {
+                        info!("shutting down for a restart: graceful-restart peers keep our routes");
+                        speaker.handle(Instant::now(), Input::ShutdownForRestart);
+                    } else {
+                        info!("shutting down: closing every session");
+                        speaker.handle(Instant::now(), Input::Shutdown);
+                    }
                     shutting_down = true;
                 }
             }

@@ -229,5 +229,5 @@ async fn ready(handle: &MetricsHandle, threshold: Duration) -> Result<String, St
         })
         .collect();
     let uptime = Instant::now().saturating_duration_since(v.started);
-    readiness(uptime, threshold, &peers)
+    readiness(uptime, threshold, &peers, v.recovering)
 }

@@ -280,6 +280,7 @@ mod tests {
             updates_received: 8,
             updates_sent: 9,
             fib,
+            recovering: false,
         }
     }
 

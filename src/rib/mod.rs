@@ -101,8 +101,14 @@ struct PeerRib {
     /// Shared so the export of one prefix can hold the source's metadata while it writes
     /// every other peer's Adj-RIB-Out.
     meta: Arc<PeerMeta>,
+    /// False while the session is down but its routes are kept for graceful restart: the
+    /// peer is then only a source of (stale) paths, nothing is exported to it.
+    up: bool,
     /// Prefixes this peer currently has a path for (its Adj-RIB-In).
     adj_in: FxHashSet<IpNet>,
+    /// The part of `adj_in` kept from a previous session and not yet re-announced
+    /// (RFC 4724 §4.2 "stale").
+    stale: FxHashSet<IpNet>,
     adj_out: FxHashMap<IpNet, OutRoute>,
     pending: VecDeque<IpNet>,
     in_pending: FxHashSet<IpNet>,
@@ -121,6 +127,8 @@ pub struct PeerCounts {
     pub advertised_v4: u64,
     pub advertised_v6: u64,
     pub rejected: u64,
+    /// Received prefixes kept from a previous session (graceful restart), not re-announced yet.
+    pub stale: u64,
 }
 
 /// A Loc-RIB best-path change, for the FIB and event consumers.
@@ -244,17 +252,39 @@ impl Rib {
         self.dests.values().filter(|d| !d.best.is_empty()).count()
     }
 
-    /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB).
+    /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB). Paths kept
+    /// from its previous session (graceful restart) stay, still stale, until re-announced or
+    /// flushed ([`Rib::flush_stale`]).
     pub fn peer_up(&mut self, idx: PeerIdx, meta: PeerMeta) {
+        let (adj_in, stale, rejected) = match self.peers.remove(&idx) {
+            Some(old) if !old.up => {
+                // The new session may come with another router id: what other peers derived
+                // from the old one is recomputed.
+                for other in self.peers.values_mut() {
+                    other.export_cache.retain(|&(_, src), _| src != idx);
+                }
+                (old.adj_in, old.stale, old.rejected)
+            }
+            Some(old) => {
+                // Up twice without a down in between: a logic error upstream; start clean.
+                debug_assert!(false, "peer_up for an up peer {idx}");
+                self.peers.insert(idx, old);
+                self.peer_down(idx);
+                Default::default()
+            }
+            None => Default::default(),
+        };
         let mut peer = PeerRib {
             meta: Arc::new(meta),
-            adj_in: FxHashSet::default(),
+            up: true,
+            adj_in,
+            stale,
             adj_out: FxHashMap::default(),
             pending: VecDeque::new(),
             in_pending: FxHashSet::default(),
             eor_pending: true,
             export_cache: FxHashMap::default(),
-            rejected: 0,
+            rejected,
         };
         for (prefix, dest) in &self.dests {
             let Some(best) = dest.best.first() else {
@@ -296,6 +326,111 @@ impl Rib {
         for other in self.peers.values_mut() {
             other.export_cache.retain(|&(_, src), _| src != idx);
         }
+    }
+
+    /// A peer's session went down gracefully (RFC 4724 §4.2, helper side): its paths of
+    /// `families` stay in the Loc-RIB, marked stale, and keep being used and advertised;
+    /// paths of other families leave at once, and so do paths still stale from an earlier
+    /// restart (a second restart before the first was completed). Nothing is exported to the
+    /// peer any more. Returns how many paths are kept.
+    pub fn peer_down_graceful(&mut self, idx: PeerIdx, families: &[Family]) -> usize {
+        let Some(peer) = self.peers.get_mut(&idx) else {
+            return 0;
+        };
+        peer.up = false;
+        peer.adj_out = FxHashMap::default();
+        peer.pending = VecDeque::new();
+        peer.in_pending = FxHashSet::default();
+        peer.eor_pending = false;
+        peer.export_cache = FxHashMap::default();
+        let old_stale = std::mem::take(&mut peer.stale);
+        let mut gone = Vec::new();
+        for prefix in &peer.adj_in {
+            if old_stale.contains(prefix) || !families.contains(&Family::of(prefix)) {
+                gone.push(*prefix);
+            } else {
+                peer.stale.insert(*prefix);
+            }
+        }
+        for prefix in &gone {
+            peer.adj_in.remove(prefix);
+        }
+        let kept = peer.stale.len();
+        for prefix in gone {
+            self.remove_path(prefix, idx);
+        }
+        if kept == 0 {
+            self.peer_down(idx);
+        }
+        kept
+    }
+
+    /// Removes `idx`'s stale paths (of `family`, or all): the peer sent End-of-RIB, came
+    /// back without graceful restart for the family, or its restart time ran out. A peer that
+    /// is down and has nothing left is forgotten. Returns how many paths were removed.
+    pub fn flush_stale(&mut self, idx: PeerIdx, family: Option<Family>) -> usize {
+        let Some(peer) = self.peers.get_mut(&idx) else {
+            return 0;
+        };
+        if peer.stale.is_empty() {
+            return 0;
+        }
+        let gone: Vec<IpNet> = match family {
+            None => std::mem::take(&mut peer.stale).into_iter().collect(),
+            Some(f) => {
+                let v: Vec<IpNet> = peer
+                    .stale
+                    .iter()
+                    .filter(|p| Family::of(p) == f)
+                    .copied()
+                    .collect();
+                for p in &v {
+                    peer.stale.remove(p);
+                }
+                v
+            }
+        };
+        for p in &gone {
+            peer.adj_in.remove(p);
+        }
+        let forget = !peer.up && peer.adj_in.is_empty();
+        let n = gone.len();
+        for p in gone {
+            self.remove_path(p, idx);
+        }
+        if forget {
+            self.peer_down(idx);
+        }
+        n
+    }
+
+    /// How many of `idx`'s paths are stale.
+    pub fn stale_len(&self, idx: PeerIdx) -> usize {
+        self.peers.get(&idx).map_or(0, |p| p.stale.len())
+    }
+
+    /// The families `idx` has stale paths in.
+    pub fn stale_families(&self, idx: PeerIdx) -> Vec<Family> {
+        let mut v = Vec::new();
+        if let Some(p) = self.peers.get(&idx) {
+            for prefix in &p.stale {
+                let f = Family::of(prefix);
+                if !v.contains(&f) {
+                    v.push(f);
+                }
+                if v.len() == 2 {
+                    break;
+                }
+            }
+        }
+        v
+    }
+
+    /// True when `prefix` from `idx` is a stale path.
+    pub fn is_stale(&self, idx: PeerIdx, prefix: &IpNet) -> bool {
+        self.peers
+            .get(&idx)
+            .is_some_and(|p| !p.stale.is_empty() && p.stale.contains(prefix))
     }
 
     /// Replaces the RIB-wide settings (a configuration reload). Every prefix is decided again
@@ -485,6 +620,13 @@ impl Rib {
 
     fn upsert_path(&mut self, prefix: IpNet, path: Path) {
         let src = path.src;
+        if src != LOCAL
+            && let Some(peer) = self.peers.get_mut(&src)
+            && !peer.stale.is_empty()
+        {
+            // Re-announced after a graceful restart: fresh again (RFC 4724 §4.2).
+            peer.stale.remove(&prefix);
+        }
         let dest = self.dests.entry(prefix).or_default();
         match dest.paths.iter_mut().find(|p| p.src == src) {
             Some(p) => {
@@ -508,10 +650,12 @@ impl Rib {
 
     /// Removes `idx`'s path for `prefix`; true when there was one.
     fn remove_peer_path(&mut self, prefix: IpNet, idx: PeerIdx) -> bool {
-        let had = self
-            .peers
-            .get_mut(&idx)
-            .is_some_and(|p| p.adj_in.remove(&prefix));
+        let had = self.peers.get_mut(&idx).is_some_and(|p| {
+            if !p.stale.is_empty() {
+                p.stale.remove(&prefix);
+            }
+            p.adj_in.remove(&prefix)
+        });
         if had {
             self.remove_path(prefix, idx);
         }
@@ -614,7 +758,7 @@ impl Rib {
         let family = Family::of(&prefix);
         let (cfg, interner, policy) = (&self.cfg, &mut self.interner, &*self.policy);
         for (&idx, peer) in self.peers.iter_mut() {
-            if !peer.meta.families.contains(&family) {
+            if !peer.up || !peer.meta.families.contains(&family) {
                 continue;
             }
             let new = best.as_ref().and_then(|b| {
@@ -643,7 +787,7 @@ impl Rib {
 
     /// Re-sends the whole Adj-RIB-Out to `idx` (answer to ROUTE-REFRESH, RFC 2918 §4).
     pub fn refresh_out(&mut self, idx: PeerIdx, family: Family) {
-        let Some(peer) = self.peers.get_mut(&idx) else {
+        let Some(peer) = self.peers.get_mut(&idx).filter(|p| p.up) else {
             return;
         };
         let prefixes: Vec<IpNet> = peer
@@ -675,7 +819,7 @@ impl Rib {
         max_prefixes: usize,
         out: &mut Vec<Bytes>,
     ) -> usize {
-        let Some(peer) = self.peers.get_mut(&idx) else {
+        let Some(peer) = self.peers.get_mut(&idx).filter(|p| p.up) else {
             return 0;
         };
         let before = out.len();
@@ -765,6 +909,7 @@ impl Rib {
             advertised_v4: v4_out,
             advertised_v6: p.adj_out.len() as u64 - v4_out,
             rejected: p.rejected,
+            stale: p.stale.len() as u64,
         }
     }
 
@@ -829,7 +974,7 @@ impl Rib {
 
     /// The peer metadata, if the peer is up.
     pub fn peer_meta(&self, idx: PeerIdx) -> Option<&PeerMeta> {
-        self.peers.get(&idx).map(|p| &*p.meta)
+        self.peers.get(&idx).filter(|p| p.up).map(|p| &*p.meta)
     }
 }
 
@@ -1007,6 +1152,74 @@ mod tests {
         assert_eq!(r.loc_rib_len(), 0);
         assert!(r.adj_out(4, None).is_empty());
         assert!(r.has_pending(4), "a withdrawal is queued for .4");
+    }
+
+    #[test]
+    fn graceful_down_keeps_paths_stale_until_re_announced_or_flushed() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        for p in ["172.16.0.0/16", "172.17.0.0/16", "172.18.0.0/16"] {
+            r.apply_update(2, announce(p, [198, 18, 0, 2], &[65002]));
+        }
+        r.run_decision();
+        let mut msgs = Vec::new();
+        r.take_updates(4, usize::MAX, &mut msgs);
+        // Down gracefully: nothing changes for anyone.
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV4_UNICAST]), 3);
+        assert!(r.run_decision().is_empty());
+        assert_eq!(r.loc_rib_len(), 3);
+        assert!(!r.has_pending(4), "no withdrawal for a stale path");
+        assert_eq!(
+            r.adj_out(4, None).len(),
+            3,
+            "stale paths are still advertised"
+        );
+        assert!(r.peer_meta(2).is_none(), "a down peer is not up");
+        // Back: one prefix re-announced with the same attributes, one withdrawn, one silent.
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        assert_eq!(r.stale_len(2), 3);
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        assert!(!r.is_stale(2, &"172.16.0.0/16".parse().unwrap()));
+        assert_eq!(r.stale_len(2), 2);
+        // End-of-RIB: what is still stale goes.
+        assert_eq!(r.flush_stale(2, Some(Family::IPV4_UNICAST)), 2);
+        let changes = r.run_decision();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(r.loc_rib_len(), 1);
+        assert_eq!(r.adj_in_len(2), 1);
+    }
+
+    #[test]
+    fn graceful_down_drops_unlisted_families_and_old_stale_paths() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.apply_update(2, announce("172.17.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        // IPv4 not listed: nothing kept, the peer is forgotten.
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV6_UNICAST]), 0);
+        assert_eq!(r.run_decision().len(), 2);
+        assert_eq!(r.loc_rib_len(), 0);
+
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV4_UNICAST]), 1);
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.apply_update(2, announce("172.17.0.0/16", [198, 18, 0, 2], &[65002]));
+        // A second drop before End-of-RIB: the path still stale from the first goes, the fresh
+        // one becomes stale.
+        assert_eq!(r.peer_down_graceful(2, &[Family::IPV4_UNICAST]), 1);
+        r.run_decision();
+        assert!(r.is_stale(2, &"172.17.0.0/16".parse().unwrap()));
+        assert_eq!(r.loc_rib_len(), 1);
+        // The restart time runs out: all gone, the peer forgotten.
+        assert_eq!(r.flush_stale(2, None), 1);
+        r.run_decision();
+        assert_eq!(r.loc_rib_len(), 0);
+        assert_eq!(r.stale_len(2), 0);
+        assert_eq!(r.adj_in_len(2), 0);
     }
 
     #[test]

@@ -56,8 +56,13 @@ pub struct SessionConfig {
     pub passive: bool,
     pub families: Vec<Family>,
     pub extended_message: bool,
-    /// Advertise graceful restart (helper) with this restart time.
+    /// Advertise graceful restart (RFC 4724) with this restart time: we act as helper for
+    /// peers that advertise it too, and list our families so peers keep our routes when our
+    /// session drops.
     pub graceful_restart_time: Option<u16>,
+    /// The F bit for every family we list: our forwarding state survives a restart (podbgp
+    /// leaves its kernel routes in place when it stops).
+    pub gr_forwarding: bool,
 }
 
 /// An opaque identifier of one transport connection, unique within the speaker.
@@ -117,6 +122,9 @@ pub enum Cause {
     NotificationSent { code: u8, subcode: u8 },
     /// OpenCollisionDump (Event 23): this connection lost collision resolution.
     CollisionLost,
+    /// The peer connected again while its session was Established, with graceful restart
+    /// negotiated: it restarted (RFC 4724 §4.2).
+    PeerRestarted,
 }
 
 impl std::fmt::Display for Cause {
@@ -147,6 +155,7 @@ impl std::fmt::Display for Cause {
                 )
             }
             Cause::CollisionLost => f.write_str("connection collision resolution"),
+            Cause::PeerRestarted => f.write_str("peer restarted (new connection)"),
         }
     }
 }
@@ -214,12 +223,25 @@ pub enum SessionAction {
         conn: ConnId,
         negotiated: Box<Negotiated>,
     },
-    /// The session left Established; the owner drops the peer's routes.
-    Down { cause: Cause },
+    /// The session left Established. Without `retain` the owner drops the peer's routes;
+    /// with it (graceful restart, RFC 4724 §4.2 / RFC 8538) it keeps them, marked stale.
+    Down {
+        cause: Cause,
+        retain: Option<GrRetain>,
+    },
     /// A decoded UPDATE received in Established.
     Update(Box<Update>),
     /// A ROUTE-REFRESH for a negotiated family.
     RouteRefresh(RouteRefresh),
+}
+
+/// What the helper keeps of a peer whose session went down gracefully (RFC 4724 §4.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrRetain {
+    /// The peer's advertised Restart Time: how long to wait for the session to return.
+    pub restart_time: Duration,
+    /// The families the peer listed in its capability (the only ones retained).
+    pub families: Vec<Family>,
 }
 
 /// Inputs to a session (RFC 4271 §8.1 events, as the driver observes them).
@@ -229,6 +251,10 @@ pub enum SessionEvent {
     Start,
     /// ManualStop (Event 2): send Cease with `subcode` (and RFC 9003 `data`) and stay Idle.
     Stop { subcode: u8, data: Bytes },
+    /// A stop for a restart of this speaker: where graceful restart was negotiated the peer
+    /// is left to keep our routes (no NOTIFICATION, just the TCP close); otherwise like
+    /// `Stop` with Administrative Shutdown.
+    StopForRestart,
     /// Our outgoing connection `conn` completed (Event 16/17).
     Connected { conn: ConnId },
     /// Our outgoing connection `conn` failed (Event 18).
@@ -289,6 +315,8 @@ pub struct Session {
     state: State,
     established_at: Option<Instant>,
     stats: SessionStats,
+    /// The R bit of our OPENs: set while the speaker recovers from a restart (RFC 4724 §3).
+    restarting: bool,
 }
 
 impl Session {
@@ -308,6 +336,7 @@ impl Session {
             state: State::Idle,
             established_at: None,
             stats: SessionStats::default(),
+            restarting: false,
         }
     }
 
@@ -328,6 +357,11 @@ impl Session {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Sets the Restart State (R) bit of the OPENs sent from now on.
+    pub fn set_restarting(&mut self, restarting: bool) {
+        self.restarting = restarting;
     }
 
     pub fn stats(&self) -> &SessionStats {
@@ -372,7 +406,10 @@ impl Session {
     pub fn handle(&mut self, now: Instant, event: SessionEvent, out: &mut Vec<SessionAction>) {
         let cause = match event {
             SessionEvent::Start => self.on_start(now, out),
-            SessionEvent::Stop { subcode, data } => self.on_stop(subcode, data, out),
+            SessionEvent::Stop { subcode, data } => self.on_stop(subcode, data, false, out),
+            SessionEvent::StopForRestart => {
+                self.on_stop(cease::ADMIN_SHUTDOWN, Bytes::new(), true, out)
+            }
             SessionEvent::Connected { conn } => self.on_connected(now, conn, out),
             SessionEvent::ConnectFailed { conn } => {
                 if self.connecting == Some(conn) {
@@ -458,7 +495,13 @@ impl Session {
         Some(Cause::Start)
     }
 
-    fn on_stop(&mut self, subcode: u8, data: Bytes, out: &mut Vec<SessionAction>) -> Option<Cause> {
+    fn on_stop(
+        &mut self,
+        subcode: u8,
+        data: Bytes,
+        for_restart: bool,
+        out: &mut Vec<SessionAction>,
+    ) -> Option<Cause> {
         self.enabled = false;
         self.idle_holding = false;
         self.timers = TimerTable::default();
@@ -471,16 +514,20 @@ impl Session {
             subcode,
             data,
         };
+        let mut retain = None;
         for c in std::mem::take(&mut self.conns) {
             // RFC 8538 §5.1: with the N bit on both sides, any Cease but Hard Reset is taken
             // as graceful; a deliberate stop is wrapped in Hard Reset (6/9) carrying the
             // original subcode and data, so the peer flushes our routes at once.
-            let n_bit = self.cfg.graceful_restart_time.is_some()
-                && c.negotiated
-                    .as_ref()
-                    .and_then(|x| x.peer_graceful_restart.as_ref())
-                    .is_some_and(|g| g.notification);
-            if n_bit && subcode != cease::HARD_RESET {
+            let n_bit = self.n_bit(&c);
+            if for_restart && self.gr_negotiated(&c) {
+                // The peer keeps our routes while we restart (RFC 4724 §4.2): a bare close is
+                // graceful to every helper. A Cease would not be, even under the N bit: FRR,
+                // after RFC 8538 §5.1, takes Administrative Shutdown as a Hard Reset.
+                if c.state == ConnState::Established {
+                    retain = self.gr_retain(&c);
+                }
+            } else if n_bit && subcode != cease::HARD_RESET {
                 // RFC 8538 §3: Data = ErrCode, Subcode and Data of the wrapped NOTIFICATION.
                 let mut data = Vec::with_capacity(2 + n.data.len());
                 data.push(code::CEASE);
@@ -501,6 +548,7 @@ impl Session {
         if was_established {
             out.push(SessionAction::Down {
                 cause: cause.clone(),
+                retain,
             });
         }
         Some(cause)
@@ -547,10 +595,29 @@ impl Session {
             reject(self, cease::CONNECTION_REJECTED, out);
             return None;
         }
-        if self.conns.iter().any(|c| c.state == ConnState::Established) {
-            // RFC 4271 §6.8: a collision with an Established connection closes the new one.
-            reject(self, cease::CONNECTION_COLLISION, out);
-            return None;
+        if let Some(old) = self
+            .conns
+            .iter()
+            .find(|c| c.state == ConnState::Established)
+        {
+            if !self.gr_negotiated(old) {
+                // RFC 4271 §6.8: a collision with an Established connection closes the new one.
+                reject(self, cease::CONNECTION_COLLISION, out);
+                return None;
+            }
+            // RFC 4724 §4.2: with graceful restart negotiated, a new connection from a peer we
+            // still consider Established means it restarted: the old connection is dead; its
+            // routes are kept as stale and the new connection proceeds.
+            let retain = self.gr_retain(old);
+            let old = old.id;
+            self.conns.retain(|c| c.id != old);
+            self.established_at = None;
+            out.push(SessionAction::Close { conn: old });
+            out.push(SessionAction::Down {
+                cause: Cause::PeerRestarted,
+                retain,
+            });
+            self.stats.last_error = Some(Cause::PeerRestarted);
         }
         if self.conns.iter().any(|c| !c.outgoing) {
             // The peer already has a connection to us; a second one from the same side is a
@@ -570,7 +637,7 @@ impl Session {
         out: &mut Vec<SessionAction>,
     ) {
         let codec = SessionCodec::default();
-        let open = Message::Open(local_open(&self.cfg));
+        let open = Message::Open(local_open(&self.cfg, self.restarting));
         out.push(SessionAction::Send {
             conn,
             bytes: encode(&open, &codec),
@@ -842,9 +909,13 @@ impl Session {
         };
         let c = self.conns.remove(i);
         if c.state == ConnState::Established {
+            let retain = self
+                .gr_retain(&c)
+                .filter(|_| self.graceful_cause(&c, &cause));
             out.push(SessionAction::Close { conn });
             out.push(SessionAction::Down {
                 cause: cause.clone(),
+                retain,
             });
             if let Some(at) = self.established_at.take()
                 && now.saturating_duration_since(at) >= self.backoff.max()
@@ -862,6 +933,61 @@ impl Session {
             self.idle_holding = true;
             let delay = self.backoff.next_delay();
             self.timers.set(TimerKind::IdleHold, now + delay);
+        }
+    }
+
+    /// Graceful restart was negotiated on `c` (both sides advertised it) and the peer listed
+    /// families with a non-zero restart time: what a helper keeps if `c` fails gracefully.
+    fn gr_retain(&self, c: &Conn) -> Option<GrRetain> {
+        self.cfg.graceful_restart_time?;
+        let g = c.negotiated.as_ref()?.peer_graceful_restart.as_ref()?;
+        if g.restart_time == 0 || g.families.is_empty() {
+            return None;
+        }
+        Some(GrRetain {
+            restart_time: Duration::from_secs(u64::from(g.restart_time)),
+            families: g.families.iter().map(|f| f.family).collect(),
+        })
+    }
+
+    /// Both sides advertised graceful restart on `c` (the peer possibly as a helper only,
+    /// listing no family): it keeps our routes when the connection fails.
+    fn gr_negotiated(&self, c: &Conn) -> bool {
+        self.cfg.graceful_restart_time.is_some()
+            && c.negotiated
+                .as_ref()
+                .is_some_and(|n| n.peer_graceful_restart.is_some())
+    }
+
+    /// Both sides advertised the N bit on `c` (RFC 8538).
+    fn n_bit(&self, c: &Conn) -> bool {
+        self.cfg.graceful_restart_time.is_some()
+            && c.negotiated
+                .as_ref()
+                .and_then(|x| x.peer_graceful_restart.as_ref())
+                .is_some_and(|g| g.notification)
+    }
+
+    /// Whether an Established connection that ended with `cause` ended gracefully: a transport
+    /// failure always does (RFC 4724 §4.2); a NOTIFICATION, sent or received, or a hold timer
+    /// expiry only under the N bit and when it is not a Hard Reset (RFC 8538 §4).
+    fn graceful_cause(&self, c: &Conn, cause: &Cause) -> bool {
+        match cause {
+            Cause::TcpClosed | Cause::PeerRestarted => true,
+            Cause::HoldTimerExpired => self.n_bit(c),
+            Cause::NotificationReceived { code, subcode }
+            | Cause::NotificationSent { code, subcode } => {
+                self.n_bit(c) && !(*code == code::CEASE && *subcode == cease::HARD_RESET)
+            }
+            Cause::Stop(_)
+            | Cause::Start
+            | Cause::IdleHoldExpired
+            | Cause::ConnectRetryExpired
+            | Cause::TcpConnected
+            | Cause::TcpConnectFailed
+            | Cause::OpenReceived
+            | Cause::KeepaliveReceived
+            | Cause::CollisionLost => false,
         }
     }
 

@@ -39,8 +39,8 @@ pub struct PeerGracefulRestart {
     pub families: Vec<GrFamily>,
 }
 
-/// Our OPEN for this session.
-pub fn local_open(cfg: &SessionConfig) -> Open {
+/// Our OPEN for this session; `restarting` is the Restart State (R) bit.
+pub fn local_open(cfg: &SessionConfig, restarting: bool) -> Open {
     let mut capabilities = Vec::with_capacity(cfg.families.len() + 4);
     for f in &cfg.families {
         capabilities.push(Capability::Multiprotocol(*f));
@@ -51,12 +51,21 @@ pub fn local_open(cfg: &SessionConfig) -> Open {
         capabilities.push(Capability::ExtendedMessage);
     }
     if let Some(restart_time) = cfg.graceful_restart_time {
-        // Helper-only by default: no families, so no forwarding-state promises (RFC 4724 §3).
+        // RFC 4724 §3: every family we exchange is listed, so a peer keeps our routes when our
+        // session drops; F tells it whether our forwarding survived (checked on the new OPEN).
+        let families = cfg
+            .families
+            .iter()
+            .map(|f| GrFamily {
+                family: *f,
+                forwarding_preserved: cfg.gr_forwarding,
+            })
+            .collect();
         capabilities.push(Capability::GracefulRestart {
-            restart_state: false,
+            restart_state: restarting,
             notification: true,
-            restart_time,
-            families: Vec::new(),
+            restart_time: restart_time.min(4095),
+            families,
         });
     }
     let my_as = u16::try_from(cfg.local_as).unwrap_or(AS_TRANS);

@@ -45,6 +45,9 @@ use crate::wire::{self, AsPath, DecodeError, Family, Message, Origin, PathAttrs,
 pub const SEND_WINDOW: usize = 1 << 20;
 /// Prefixes packed per generation step (bounds the work done per call).
 const PREFIXES_PER_STEP: usize = 8192;
+/// How long paths kept from a restarted peer may stay stale once its session is back, if it
+/// never sends End-of-RIB (FRR's `stalepath-time` default).
+pub const STALE_PATH_TIME: std::time::Duration = std::time::Duration::from_secs(360);
 /// Dirty prefixes decided per flush: a big batch (a full table from a new peer) is decided in
 /// slices, and the driver serves KEEPALIVEs, timers and the API between them.
 const DECISION_STEP: usize = 16_384;
@@ -76,6 +79,10 @@ pub enum Input {
     WithdrawLocal(IpNet),
     /// Administrative shutdown of every session (Cease/Administrative Shutdown).
     Shutdown,
+    /// Shutdown for a restart: peers that negotiated graceful restart are left to keep our
+    /// routes (the connection is closed without NOTIFICATION, `SessionEvent::StopForRestart`);
+    /// the others get Administrative Shutdown.
+    ShutdownForRestart,
 }
 
 /// Everything the speaker asks the driver to do.
@@ -105,6 +112,17 @@ struct Peer {
     info: String,
     /// Families whose End-of-RIB this session received (RFC 4724 §2).
     eor_in: Vec<Family>,
+    /// While this peer's paths are kept as stale (graceful restart helper): when to flush
+    /// what is still stale (its restart time while down, [`STALE_PATH_TIME`] once back).
+    gr_deadline: Option<Instant>,
+    /// The peer's tracing span (`peer{peer=… remote_as=…}`), entered while the speaker works
+    /// on this peer's behalf, so every log line about it carries the peer's identity.
+    span: tracing::Span,
+}
+
+/// The span every log line about peer `pc` is emitted in.
+fn peer_span(pc: &PeerConfig) -> tracing::Span {
+    tracing::info_span!("peer", peer = %pc.address, remote_as = pc.remote_as)
 }
 
 /// Session ids are below 2^31: `ConnId`s with the top bit set belong to the driver (accepted).
@@ -141,7 +159,25 @@ pub struct Speaker {
     /// Sessions to start again at a time (after a maximum-prefix shutdown): (when, slot,
     /// session id, so a reused slot is never started by mistake).
     restarts: Vec<(Instant, PeerIdx, u32)>,
+    /// Graceful restart of this speaker (RFC 4724 §4.1): while set, our OPENs carry the R
+    /// bit and peers that negotiated graceful restart get no UPDATE (nor End-of-RIB) until
+    /// every peer sent End-of-RIB or the deadline passes.
+    recovery: Option<Recovery>,
 }
+
+/// See `Speaker::begin_restart_recovery`.
+#[derive(Debug)]
+struct Recovery {
+    deadline: Instant,
+    /// Until then peers that are not Established are waited for too; afterwards only the
+    /// Established ones (a dead peer must not hold back every other for the whole deferral,
+    /// the BIRD behaviour of projectcalico/calico#5262).
+    connect_grace: Instant,
+    grace_over: bool,
+}
+
+/// How long recovery waits for configured peers that have not come up yet.
+pub const RECOVERY_CONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Speaker {
     /// A speaker with every configured session started and local prefixes originated.
@@ -162,6 +198,7 @@ impl Speaker {
             updates_received: 0,
             updates_sent: 0,
             restarts: Vec::new(),
+            recovery: None,
             cfg,
         };
         for pc in s.cfg.neighbors.clone() {
@@ -194,16 +231,83 @@ impl Speaker {
         &self.cfg
     }
 
+    /// Starts graceful-restart recovery (RFC 4724 §4.1, the restarting speaker): call right
+    /// after [`Speaker::new`], before any connection. Our OPENs carry the R bit; UPDATEs to
+    /// peers that negotiated graceful restart (which keep our routes meanwhile) are deferred
+    /// until every peer is Established and sent End-of-RIB — peers that are restarting
+    /// themselves (R bit) or do not do graceful restart are not waited for, and peers that are
+    /// not up within [`RECOVERY_CONNECT_GRACE`] neither — or until `deferral` has passed. No
+    /// effect without graceful restart in the configuration.
+    pub fn begin_restart_recovery(&mut self, now: Instant, deferral: std::time::Duration) {
+        if self.cfg.graceful_restart_time.is_none() || deferral.is_zero() {
+            return;
+        }
+        self.recovery = Some(Recovery {
+            deadline: now + deferral,
+            connect_grace: now + RECOVERY_CONNECT_GRACE.min(deferral),
+            grace_over: false,
+        });
+        for p in self.peers.iter_mut().flatten() {
+            p.session.set_restarting(true);
+        }
+        info!(
+            deferral_s = deferral.as_secs(),
+            "graceful restart: recovering (R bit set, UPDATEs to graceful-restart peers deferred)"
+        );
+    }
+
+    /// True while graceful-restart recovery is in progress (Calico's readiness waits for it).
+    pub fn recovering(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// Ends recovery when every peer is in sync, or when its deadline has passed.
+    fn check_recovery(&mut self, deadline_passed: bool) {
+        let Some(r) = &self.recovery else {
+            return;
+        };
+        let wait_for_down = !r.grace_over;
+        let synced = !self.rib.has_dirty()
+            && self
+                .live_peers()
+                .all(|(_, p)| match p.session.established() {
+                    None => !wait_for_down,
+                    Some((_, n)) => match &n.peer_graceful_restart {
+                        Some(g) if !g.restart_state => {
+                            n.families.iter().all(|f| p.eor_in.contains(f))
+                        }
+                        _ => true,
+                    },
+                });
+        if !synced && !deadline_passed {
+            return;
+        }
+        self.recovery = None;
+        self.needs_flush = true;
+        for p in self.peers.iter_mut().flatten() {
+            p.session.set_restarting(false);
+        }
+        if synced {
+            info!("graceful restart: recovery done, every peer sent End-of-RIB");
+        } else {
+            info!("graceful restart: recovery deferral timer expired");
+        }
+    }
+
     /// Puts a new peer in a free slot (or a new one) and starts its session. `self.cfg` must
     /// already be the configuration `pc` belongs to.
     fn add_peer(&mut self, now: Instant, pc: PeerConfig) -> PeerIdx {
-        let session = Session::new(self.alloc_session_id(), pc.session(&self.cfg));
+        let mut session = Session::new(self.alloc_session_id(), pc.session(&self.cfg));
+        session.set_restarting(self.recovery.is_some());
+        let span = peer_span(&pc);
         let peer = Peer {
             cfg: pc,
             session,
             since: now,
             info: String::new(),
             eor_in: Vec::new(),
+            gr_deadline: None,
+            span,
         };
         let addr = canonical(peer.cfg.address);
         let idx = match self.free.pop() {
@@ -314,7 +418,7 @@ impl Speaker {
             Input::FrameError { conn, error } => {
                 if let Some(idx) = self.conn_peer(conn) {
                     if let Some(p) = self.peer(idx) {
-                        warn!(peer = %p.cfg.address, %error, "framing error");
+                        p.span.in_scope(|| warn!(%error, "framing error"));
                     }
                     self.session_event(now, idx, SessionEvent::FramingError { conn, error });
                 }
@@ -339,6 +443,11 @@ impl Speaker {
                         data: Bytes::new(),
                     };
                     self.session_event(now, idx, ev);
+                }
+            }
+            Input::ShutdownForRestart => {
+                for idx in self.peer_indices() {
+                    self.session_event(now, idx, SessionEvent::StopForRestart);
                 }
             }
         }
@@ -401,10 +510,28 @@ impl Speaker {
                 }
             }
         }
+        if let Some(r) = self.recovery.as_mut()
+            && !r.grace_over
+            && r.connect_grace <= now
+        {
+            r.grace_over = true;
+            self.needs_flush = true;
+        }
+        self.check_recovery(self.recovery.as_ref().is_some_and(|r| r.deadline <= now));
         for idx in 0..self.peers.len() as PeerIdx {
             let Some(peer) = self.peers[idx as usize].as_mut() else {
                 continue;
             };
+            if peer.gr_deadline.is_some_and(|t| t <= now) {
+                peer.gr_deadline = None;
+                let n = self.rib.flush_stale(idx, None);
+                if n > 0 {
+                    peer.span.in_scope(|| {
+                        info!(removed = n, "graceful restart: stale routes timed out")
+                    });
+                }
+                self.needs_flush = true;
+            }
             if peer.session.poll_timeout().is_some_and(|t| t <= now) {
                 let mut actions = std::mem::take(&mut self.scratch);
                 peer.session.handle_timeout(now, &mut actions);
@@ -418,8 +545,16 @@ impl Speaker {
     /// The earliest deadline across all sessions.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.live_peers()
-            .filter_map(|(_, p)| p.session.poll_timeout())
+            .flat_map(|(_, p)| [p.session.poll_timeout(), p.gr_deadline])
+            .flatten()
             .chain(self.restarts.iter().map(|r| r.0))
+            .chain(self.recovery.as_ref().map(|r| {
+                if r.grace_over {
+                    r.deadline
+                } else {
+                    r.connect_grace
+                }
+            }))
             .min()
     }
 
@@ -437,7 +572,10 @@ impl Speaker {
     }
 
     fn flush(&mut self) {
-        for change in self.rib.run_decision_step(DECISION_STEP) {
+        let changes = self.rib.run_decision_step(DECISION_STEP);
+        // The deadline is checked in handle_timeout; being in sync ends recovery here.
+        self.check_recovery(false);
+        for change in changes {
             let next_hops: Vec<IpAddr> = change
                 .paths
                 .iter()
@@ -458,12 +596,17 @@ impl Speaker {
         }
         let mut msgs = Vec::new();
         for idx in 0..self.peers.len() {
-            let Some((conn, _)) = self.peers[idx]
+            let Some((conn, neg)) = self.peers[idx]
                 .as_ref()
                 .and_then(|p| p.session.established())
             else {
                 continue;
             };
+            if self.recovery.is_some() && neg.peer_graceful_restart.is_some() {
+                // Restarting: this peer keeps our old routes until our End-of-RIB; it gets
+                // the table once every peer's is in (RFC 4724 §4.1).
+                continue;
+            }
             loop {
                 let in_flight = self.conns.get(&conn).map_or(usize::MAX, |c| c.in_flight);
                 if in_flight >= SEND_WINDOW || !self.rib.has_pending(idx as PeerIdx) {
@@ -520,6 +663,8 @@ impl Speaker {
         let Some(peer) = self.peers.get_mut(idx as usize).and_then(Option::as_mut) else {
             return;
         };
+        let span = peer.span.clone();
+        let _entered = span.enter();
         let mut actions = std::mem::take(&mut self.scratch);
         peer.session.handle(now, ev, &mut actions);
         self.apply_actions(now, idx, &mut actions);
@@ -560,7 +705,7 @@ impl Speaker {
                     self.outputs.push_back(Output::Close { conn });
                 }
                 SessionAction::StateChange { from, to, cause } => {
-                    info!(peer = %peer.cfg.address, %from, %to, %cause, "session state change");
+                    info!(%from, %to, %cause, "session state change");
                     peer.since = now;
                     peer.info = match to {
                         State::Established => "Established".to_string(),
@@ -599,26 +744,78 @@ impl Speaker {
                     };
                     peer.eor_in.clear();
                     self.rib.peer_up(idx, meta);
+                    if self.rib.stale_len(idx) > 0 {
+                        // RFC 4724 §4.2: stale families the peer no longer lists with the F
+                        // bit (or no longer negotiates) go at once; the rest wait for its
+                        // End-of-RIB, bounded by the stale-path time.
+                        let keep: Vec<Family> = negotiated
+                            .peer_graceful_restart
+                            .as_ref()
+                            .map(|g| {
+                                g.families
+                                    .iter()
+                                    .filter(|f| {
+                                        f.forwarding_preserved
+                                            && negotiated.families.contains(&f.family)
+                                    })
+                                    .map(|f| f.family)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        for f in self.rib.stale_families(idx) {
+                            if !keep.contains(&f) {
+                                let n = self.rib.flush_stale(idx, Some(f));
+                                info!(family = %f, removed = n,
+                                      "graceful restart: forwarding state not preserved, stale routes removed");
+                            }
+                        }
+                        peer.gr_deadline =
+                            (self.rib.stale_len(idx) > 0).then(|| now + STALE_PATH_TIME);
+                    }
                 }
-                SessionAction::Down { cause } => {
-                    info!(peer = %peer.cfg.address, %cause, "session down, routes withdrawn");
+                SessionAction::Down { cause, retain } => {
                     peer.eor_in.clear();
-                    self.rib.peer_down(idx);
+                    let kept = match &retain {
+                        Some(r) => self.rib.peer_down_graceful(idx, &r.families),
+                        None => {
+                            self.rib.peer_down(idx);
+                            0
+                        }
+                    };
+                    match retain.filter(|_| kept > 0) {
+                        Some(r) => {
+                            info!(%cause, stale = kept, restart_time_s = r.restart_time.as_secs(),
+                                  "session down, routes kept as stale (graceful restart)");
+                            peer.gr_deadline = Some(now + r.restart_time);
+                        }
+                        None => {
+                            info!(%cause, "session down, routes withdrawn");
+                            peer.gr_deadline = None;
+                        }
+                    }
                 }
                 SessionAction::Update(u) => {
                     self.updates_received += 1;
                     if let Some(e) = &u.treat_as_withdraw {
-                        warn!(peer = %peer.cfg.address, type_code = e.type_code, subcode = e.subcode,
+                        warn!(type_code = e.type_code, subcode = e.subcode,
                               data = %hex(&e.data), "malformed attribute: treat-as-withdraw (RFC 7606)");
                     }
                     for e in &u.discarded {
-                        warn!(peer = %peer.cfg.address, type_code = e.type_code, subcode = e.subcode,
+                        warn!(type_code = e.type_code, subcode = e.subcode,
                               data = %hex(&e.data), "malformed attribute discarded (RFC 7606)");
                     }
                     if let Some(f) = u.end_of_rib() {
-                        debug!(peer = %peer.cfg.address, family = %f, "end-of-rib received");
+                        debug!(family = %f, "end-of-rib received");
                         if !peer.eor_in.contains(&f) {
                             peer.eor_in.push(f);
+                        }
+                        let n = self.rib.flush_stale(idx, Some(f));
+                        if n > 0 {
+                            info!(family = %f, removed = n,
+                                  "graceful restart: end-of-rib, stale routes not re-announced removed");
+                        }
+                        if peer.gr_deadline.is_some() && self.rib.stale_len(idx) == 0 {
+                            peer.gr_deadline = None;
                         }
                     }
                     self.rib.apply_update(idx, *u);
@@ -651,9 +848,13 @@ impl Speaker {
         data.extend_from_slice(&[family.safi]);
         data.extend_from_slice(&m.limit.to_be_bytes());
         if let Some(p) = self.peer(idx) {
-            warn!(peer = %p.cfg.address, limit = m.limit, received = c.received_v4 + c.received_v6,
-                  restart_after_s = m.restart_after.map(|d| d.as_secs()),
-                  "maximum prefixes exceeded: closing the session (Cease/1)");
+            let _entered = p.span.enter();
+            warn!(
+                limit = m.limit,
+                received = c.received_v4 + c.received_v6,
+                restart_after_s = m.restart_after.map(|d| d.as_secs()),
+                "maximum prefixes exceeded: closing the session (Cease/1)"
+            );
         }
         let stop = SessionEvent::Stop {
             subcode: wire::cease_subcode::MAX_PREFIXES,
@@ -683,6 +884,7 @@ impl Speaker {
                 updates_received: self.updates_received,
                 updates_sent: self.updates_sent,
                 fib: None,
+                recovering: self.recovering(),
             })),
             Query::Peers => Ok(View::Peers(
                 self.live_peers()
@@ -790,8 +992,9 @@ impl Speaker {
                 .loc_rib(prefix)
                 .into_iter()
                 .filter(|(_, path, _, _)| peer_idx.is_none_or(|i| i == path.src))
-                .map(|(p, path, best, reason)| {
-                    route_view(
+                .map(|(p, path, best, reason)| RouteView {
+                    stale: self.rib.is_stale(path.src, &p),
+                    ..route_view(
                         p,
                         &path.attrs,
                         path.next_hop_addr(),
@@ -807,8 +1010,9 @@ impl Speaker {
                     .rib
                     .adj_in(idx, prefix)
                     .into_iter()
-                    .map(|(p, path)| {
-                        route_view(
+                    .map(|(p, path)| RouteView {
+                        stale: self.rib.is_stale(idx, &p),
+                        ..route_view(
                             p,
                             &path.attrs,
                             path.next_hop_addr(),

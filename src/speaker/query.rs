@@ -82,6 +82,8 @@ pub struct SpeakerView {
     /// Kernel route counters; `None` when the daemon installs no kernel routes. The speaker
     /// holds no kernel table: the driver, which owns the FIB, fills this in.
     pub fib: Option<FibCounters>,
+    /// Graceful-restart recovery in progress (`Speaker::begin_restart_recovery`).
+    pub recovering: bool,
 }
 
 /// Counters of the kernel route installer (the driver's FIB manager).

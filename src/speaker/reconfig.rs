@@ -100,6 +100,9 @@ impl Speaker {
                 peer.session.set_config(session);
             }
             if peer.cfg != *pc {
+                if peer.cfg.remote_as != pc.remote_as {
+                    peer.span = super::peer_span(pc);
+                }
                 peer.cfg = pc.clone();
             }
         }

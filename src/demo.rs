@@ -147,6 +147,7 @@ pub async fn run() -> anyhow::Result<()> {
             api_tls: None,
             restart: Default::default(),
             import_guard: Default::default(),
+            secrets_dir: None,
             adjust: Some(Box::new(move |v| {
                 // Peers connect to the port of the node they dial: use the free port everywhere.
                 if let Some(g) = v.bgp_configs.get_mut("default") {

@@ -8,6 +8,7 @@
 //! replaced whenever the pools change.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::api::{ApiHandle, ApiListen, Clock};
 use crate::calico::{CalicoPolicy, DeriveOptions, Derived};
 use crate::config::render_yaml;
 use crate::datastore::{
-    DatastoreSpec, DerivedAdjust, Follower, ViewAdjust, ViewEvent, file_source,
+    DatastoreSpec, DerivedAdjust, Follower, ViewAdjust, ViewEvent, file_source, secrets_dir,
 };
 use crate::driver::{Driver, DriverHandle, FibSetup};
 use crate::fib::{FibConfig, FibContext, NetlinkFib};
@@ -47,6 +48,9 @@ pub struct NodeOptions {
     pub restart: crate::driver::RestartOptions,
     /// Which received routes may enter the Loc-RIB (`CalicoPolicy::with_import_guard`).
     pub import_guard: crate::calico::ImportGuard,
+    /// Kubernetes Secrets mounted as `DIR/<secret>/<key>` (BGP passwords), looked at before
+    /// the datastore's; `None`: the datastore's only.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// How a node installs routes into the kernel (issue 5, calico-bgp.md §4).
@@ -169,6 +173,17 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let mut follower = Follower::new(opts.node.clone(), opts.derive.clone());
     follower.adjust = opts.adjust;
     follower.finish = opts.finish;
+    // Mounted secrets are in place before the first derivation, so no session starts without
+    // its password.
+    let mounted = match &opts.secrets_dir {
+        Some(dir) => {
+            let m = secrets_dir::read(dir)?;
+            info!(dir = %dir.display(), secrets = m.len(), "mounted secrets read");
+            follower.apply(ViewEvent::MountedSecrets(m.clone()));
+            Some((dir.clone(), m))
+        }
+        None => None,
+    };
     let datastore_stats = follower.watch_stats();
     let fatal_at_start = matches!(opts.datastore, DatastoreSpec::File(_));
 
@@ -217,6 +232,22 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let (yaml_tx, yaml_rx) = watch::channel(render_yaml(&first.config));
     let (derived_tx, derived_rx) = watch::channel(Some(first));
     let (follow_tx, mut follow_rx) = watch::channel(None);
+    let rx = match mounted {
+        // The follower reads the datastore and the secrets directory from one channel.
+        Some((dir, m)) => {
+            let (tx, merged) = mpsc::channel(16);
+            tokio::spawn(secrets_dir::watch(dir, m, tx.clone()));
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            merged
+        }
+        None => rx,
+    };
     tokio::spawn(follower.run(rx, follow_tx));
     let h = handle.clone();
     tokio::spawn(async move {

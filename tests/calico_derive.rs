@@ -11,8 +11,14 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
-use podbgp::calico::{ClusterView, DeriveError, DeriveOptions, Derived, RouterIdMode, derive};
-use podbgp::config::{NextHopMode, PeerConfig, PeerOrigin as O, PeerRole as R};
+use podbgp::calico::secret::SecretValue;
+use podbgp::calico::{
+    ClusterView, DeriveError, DeriveOptions, Derived, RouterIdMode, Secret, derive,
+    derive_with_secrets,
+};
+use podbgp::config::{
+    KeyProblem, NextHopMode, PeerConfig, PeerOrigin as O, PeerRole as R, TcpAuth, UnavailableKey,
+};
 use podbgp::datastore::file::parse_str;
 use podbgp::wire::Family;
 
@@ -1278,8 +1284,8 @@ fn s3_1_peer_set() {
                 mesh_off(),
                 peer(
                     "tor",
-                    "peerIP: 10.0.0.254, asNumber: 65001, ttlSecurity: 1, keepaliveTime: 10s, \
-                     maxRestartTime: 60s, filters: [f1], password: {secretKeyRef: {name: s, key: k}}",
+                    "peerIP: 10.0.0.254, asNumber: 65001, keepaliveTime: 10s, \
+                     maxRestartTime: 60s, filters: [f1]",
                 ),
             ]),
             "a",
@@ -1293,13 +1299,7 @@ fn s3_1_peer_set() {
                     O::Global,
                     false,
                 )]),
-                notes: vec![
-                    "password",
-                    "ttlSecurity",
-                    "keepaliveTime",
-                    "maxRestartTime",
-                    "filters",
-                ],
+                notes: vec!["keepaliveTime", "maxRestartTime", "filters"],
                 ..Default::default()
             },
         ),
@@ -2130,6 +2130,286 @@ fn s3_5_tor_and_ebgp() {
             },
         ),
     ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3.6 Transport: password (TCP MD5), ttlSecurity (GTSM), sourceAddress.
+
+/// `kind: Secret` with `data` (base64) and `stringData` entries.
+fn secret(name: &str, data: &str, string_data: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: calico-system}}\ntype: Opaque\ndata: {{{data}}}\nstringData: {{{string_data}}}"
+    )
+}
+
+/// The MD5 key of `addr` as text, `Err` unless it has one.
+fn md5_of(d: &Derived, addr: &str) -> Result<String, String> {
+    match &neighbor(d, addr)?.auth {
+        TcpAuth::Md5(k) => Ok(String::from_utf8_lossy(k.as_bytes()).into_owned()),
+        other => Err(format!("{addr}: auth {other:?}")),
+    }
+}
+
+/// The problem that keeps `addr` down, `Err` unless its key is unavailable.
+fn unavailable_of(d: &Derived, addr: &str) -> Result<UnavailableKey, String> {
+    match &neighbor(d, addr)?.auth {
+        TcpAuth::Unavailable(u) => Ok(u.clone()),
+        other => Err(format!("{addr}: auth {other:?}")),
+    }
+}
+
+fn hops_of(d: &Derived, addr: &str) -> Result<Option<u8>, String> {
+    Ok(neighbor(d, addr)?.ttl_security.map(|h| h.get()))
+}
+
+#[test]
+fn s3_6_password_ttl_security_source_address() {
+    let two = |extra: &[String]| {
+        let mut v = vec![mesh_off(), n4("a", "10.0.0.1/24"), n4("b", "10.0.0.2/24")];
+        v.extend_from_slice(extra);
+        docs(&v)
+    };
+    let bgp = || secret("bgp", "tor: czNjcmV0", "rr: rr-pass");
+    let pw = |key: &str| format!("password: {{secretKeyRef: {{name: bgp, key: {key}}}}}");
+    run(vec![
+        case(
+            "s3_6_password_from_secret_data_and_ttl_security",
+            two(&[
+                bgp(),
+                peer(
+                    "tor",
+                    &format!(
+                        "peerIP: 10.0.9.1, asNumber: 65001, ttlSecurity: 2, {}",
+                        pw("tor")
+                    ),
+                ),
+                peer("plain", "peerIP: 10.0.9.2, asNumber: 65002"),
+            ]),
+            "a",
+            Want {
+                no_notes: true,
+                check: Some(|d| {
+                    if md5_of(d, "10.0.9.1")? != "s3cret" || hops_of(d, "10.0.9.1")? != Some(2) {
+                        return Err("tor".into());
+                    }
+                    let p = neighbor(d, "10.0.9.2")?;
+                    if p.auth != TcpAuth::None || p.ttl_security.is_some() {
+                        return Err(format!("plain: {p:?}"));
+                    }
+                    Ok(())
+                }),
+                ..Default::default()
+            },
+        ),
+        case(
+            "s3_6_string_data_and_ttl_security_zero_is_off",
+            two(&[
+                bgp(),
+                peer(
+                    "rr",
+                    &format!(
+                        "peerIP: 10.0.9.1, asNumber: 65001, ttlSecurity: 0, {}",
+                        pw("rr")
+                    ),
+                ),
+            ]),
+            "a",
+            Want {
+                check: Some(|d| {
+                    if md5_of(d, "10.0.9.1")? != "rr-pass" || hops_of(d, "10.0.9.1")?.is_some() {
+                        return Err("rr".into());
+                    }
+                    Ok(())
+                }),
+                ..Default::default()
+            },
+        ),
+        case(
+            // The peer is kept (it shows in status) but marked down; others are unaffected.
+            "s3_6_missing_secret_keeps_only_that_peer_down",
+            two(&[
+                peer(
+                    "tor",
+                    &format!("peerIP: 10.0.9.1, asNumber: 65001, {}", pw("tor")),
+                ),
+                peer("plain", "peerIP: 10.0.9.2, asNumber: 65002"),
+            ]),
+            "a",
+            Want {
+                notes: vec![
+                    "BGPPeer tor: password from Secret \"bgp\" key \"tor\": the Secret does not exist; its sessions stay down",
+                ],
+                check: Some(|d| {
+                    let u = unavailable_of(d, "10.0.9.1")?;
+                    if u.problem != KeyProblem::NoSecret {
+                        return Err(format!("{u:?}"));
+                    }
+                    if neighbor(d, "10.0.9.2")?.auth != TcpAuth::None {
+                        return Err("plain has auth".into());
+                    }
+                    Ok(())
+                }),
+                ..Default::default()
+            },
+        ),
+        case(
+            "s3_6_missing_key_is_named",
+            two(&[
+                bgp(),
+                peer(
+                    "tor",
+                    &format!("peerIP: 10.0.9.1, asNumber: 65001, {}", pw("nope")),
+                ),
+            ]),
+            "a",
+            Want {
+                notes: vec![
+                    "BGPPeer tor: password from Secret \"bgp\" key \"nope\": the Secret has no such key",
+                ],
+                check: Some(|d| match unavailable_of(d, "10.0.9.1")?.problem {
+                    KeyProblem::NoKey => Ok(()),
+                    p => Err(format!("{p:?}")),
+                }),
+                ..Default::default()
+            },
+        ),
+        case(
+            // Reverse peerings carry the BGPPeer's password, ttlSecurity and sourceAddress
+            // (confd's setPeerConfigFieldsFromV3Resource); b is selected by a's peering.
+            "s3_6_reverse_peering_carries_the_transport_settings",
+            two(&[
+                bgp(),
+                peer(
+                    "a-to-b",
+                    &format!(
+                        "node: a, peerIP: 10.0.0.2, asNumber: 64512, ttlSecurity: 1, \
+                         sourceAddress: None, {}",
+                        pw("tor")
+                    ),
+                ),
+            ]),
+            "b",
+            Want {
+                peers: Some(vec![(
+                    "10.0.0.1",
+                    179,
+                    AS,
+                    AS,
+                    R::RrPeer,
+                    O::NodeSpecific,
+                    false,
+                )]),
+                check: Some(|d| {
+                    let p = neighbor(d, "10.0.0.1")?;
+                    if md5_of(d, "10.0.0.1")? != "s3cret"
+                        || hops_of(d, "10.0.0.1")? != Some(1)
+                        || p.local_address.is_some()
+                    {
+                        return Err(format!("{p:?}"));
+                    }
+                    Ok(())
+                }),
+                ..Default::default()
+            },
+        ),
+        case(
+            "s3_6_node_mesh_password",
+            docs(&[
+                bgpconfig(
+                    "default",
+                    "nodeMeshPassword: {secretKeyRef: {name: bgp, key: tor}}",
+                ),
+                n4("a", "10.0.0.1/24"),
+                n4("b", "10.0.0.2/24"),
+                n4("c", "10.0.0.3/24"),
+                bgp(),
+                // GTSM of a BGPPeer never leaks into the mesh.
+                peer("tor", "peerIP: 10.0.9.1, asNumber: 65001, ttlSecurity: 1"),
+            ]),
+            "a",
+            Want {
+                check: Some(|d| {
+                    for m in ["10.0.0.2", "10.0.0.3"] {
+                        if md5_of(d, m)? != "s3cret" || hops_of(d, m)?.is_some() {
+                            return Err(m.into());
+                        }
+                    }
+                    if neighbor(d, "10.0.9.1")?.auth != TcpAuth::None
+                        || hops_of(d, "10.0.9.1")? != Some(1)
+                    {
+                        return Err("tor".into());
+                    }
+                    Ok(())
+                }),
+                ..Default::default()
+            },
+        ),
+        case(
+            "s3_6_node_mesh_password_missing_keeps_the_mesh_down",
+            docs(&[
+                bgpconfig(
+                    "default",
+                    "nodeMeshPassword: {secretKeyRef: {name: mesh, key: pw}}",
+                ),
+                n4("a", "10.0.0.1/24"),
+                n4("b", "10.0.0.2/24"),
+            ]),
+            "a",
+            Want {
+                notes: vec!["nodeMeshPassword: password from Secret \"mesh\" key \"pw\""],
+                check: Some(|d| unavailable_of(d, "10.0.0.2").map(|_| ())),
+                ..Default::default()
+            },
+        ),
+    ]);
+}
+
+/// Mounted Secrets (`--secrets-dir`) are looked at before the datastore's, and the values never
+/// show in the rendered configuration.
+#[test]
+fn s3_6_mounted_secrets_win_and_are_never_rendered() {
+    let yaml = docs(&[
+        mesh_off(),
+        n4("a", "10.0.0.1/24"),
+        secret("bgp", "", "tor: from-file"),
+        peer(
+            "tor",
+            "peerIP: 10.0.9.1, asNumber: 65001, password: {secretKeyRef: {name: bgp, key: tor}}",
+        ),
+        peer(
+            "other",
+            "peerIP: 10.0.9.2, asNumber: 65001, password: {secretKeyRef: {name: other, key: k}}",
+        ),
+    ]);
+    let view = parse_str(&yaml).unwrap();
+    let opts = DeriveOptions::default();
+    let d = derive(&view, "a", &opts).unwrap();
+    assert_eq!(md5_of(&d, "10.0.9.1").unwrap(), "from-file");
+    assert!(unavailable_of(&d, "10.0.9.2").is_ok());
+    let mounted: BTreeMap<String, Secret> = [
+        secret_value("bgp", "tor", "from-dir"),
+        secret_value("other", "k", "other-pw"),
+    ]
+    .into_iter()
+    .collect();
+    let d = derive_with_secrets(&view, "a", &opts, &mounted).unwrap();
+    assert_eq!(md5_of(&d, "10.0.9.1").unwrap(), "from-dir");
+    assert_eq!(md5_of(&d, "10.0.9.2").unwrap(), "other-pw");
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+    let shown = format!("{} {:?}", podbgp::config::render_yaml(&d.config), d);
+    for pw in ["from-file", "from-dir", "other-pw"] {
+        assert!(!shown.contains(pw), "{pw} shown:\n{shown}");
+    }
+}
+
+fn secret_value(name: &str, key: &str, value: &str) -> (String, Secret) {
+    let s = Secret {
+        name: name.into(),
+        data: [(key.to_string(), SecretValue::new(value.as_bytes().to_vec()))]
+            .into_iter()
+            .collect(),
+    };
+    (name.to_string(), s)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -165,6 +165,11 @@ enum Cmd {
         /// `0.0.0.0/0` or a service range from the ToR); repeat or separate with commas.
         #[arg(long, value_name = "CIDR", value_delimiter = ',')]
         import_allow: Vec<ipnet::IpNet>,
+        /// Datastore mode: BGP passwords (BGPPeer `password.secretKeyRef`, BGPConfiguration
+        /// `nodeMeshPassword`) from Kubernetes Secrets mounted as DIR/<secret name>/<key>;
+        /// looked at before `kind: Secret` documents of a file datastore, re-read every 2 s.
+        #[arg(long, value_name = "DIR", requires = "datastore")]
+        secrets_dir: Option<PathBuf>,
     },
     /// Run a three-node full mesh on loopback, print its status and routes, and tear it down.
     Demo,
@@ -213,6 +218,24 @@ fn load(path: &PathBuf) -> anyhow::Result<config::SpeakerConfig> {
     config::parse_yaml(&text).with_context(|| format!("invalid configuration {}", path.display()))
 }
 
+/// What `podbgp config` shows in configuration-file mode: the file as written, or, when it
+/// holds TCP MD5 passwords, the rendered configuration without them (the API may be reachable
+/// by people who may not read the file).
+fn shown_yaml(path: &PathBuf, cfg: &config::SpeakerConfig) -> String {
+    if cfg
+        .neighbors
+        .iter()
+        .all(|n| n.auth == config::TcpAuth::None)
+    {
+        return std::fs::read_to_string(path).unwrap_or_default();
+    }
+    format!(
+        "# rendered from {} (passwords are not shown)\n{}",
+        path.display(),
+        config::render_yaml(cfg)
+    )
+}
+
 async fn run(
     config: PathBuf,
     api_listen: Option<String>,
@@ -225,7 +248,7 @@ async fn run(
         None => None,
     };
     let cfg = load(&config)?;
-    let yaml = std::fs::read_to_string(&config).unwrap_or_default();
+    let yaml = shown_yaml(&config, &cfg);
     let (driver, handle) = Driver::new(cfg);
     let driver = driver.with_restart(restart);
     let (yaml_tx, yaml_rx) = tokio::sync::watch::channel(yaml);
@@ -266,7 +289,7 @@ async fn run(
         while hup.recv().await.is_some() {
             match load(&path) {
                 Ok(cfg) => {
-                    let _ = yaml_tx.send(std::fs::read_to_string(&path).unwrap_or_default());
+                    let _ = yaml_tx.send(shown_yaml(&path, &cfg));
                     // The driver logs what changed (one INFO line).
                     let _ = h.reload(cfg).await;
                 }
@@ -417,6 +440,7 @@ fn main() -> ExitCode {
             gr_deferral,
             import_guard,
             import_allow,
+            secrets_dir,
         } => init_logging(log_format, &log).and_then(|_| {
             let restart = podbgp::driver::RestartOptions {
                 deferral: std::time::Duration::from_secs(gr_deferral),
@@ -463,6 +487,7 @@ fn main() -> ExitCode {
                             off: import_guard == OnOff::Off,
                             allow: import_allow,
                         },
+                        secrets_dir,
                     }))
                 }
                 (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),

@@ -4,6 +4,12 @@
 //! The rules are Calico's (shared/reference/calico-bgp.md §2.1, §3.1–§3.5); each is a short
 //! block below, named after the section it implements, and has a table test.
 //!
+//! Passwords (`password.secretKeyRef`, `nodeMeshPassword`) are resolved here through a
+//! [`SecretSource`]; one that cannot be read gives the peer [`TcpAuth::Unavailable`] (the
+//! session stays down) and a note naming the BGPPeer and the Secret. `ttlSecurity` and
+//! `sourceAddress` apply to the forward and the automatic reverse peerings alike, as in confd
+//! (`setPeerConfigFieldsFromV3Resource`); mesh sessions never use GTSM.
+//!
 //! Where the same `(address, port)` would be produced twice, the first producer wins, in this
 //! order: node-to-node mesh, global BGPPeers, node-specific BGPPeers, automatic reverse
 //! peerings. Within one group, BGPPeers are taken in name order and nodes in name order, so the
@@ -11,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU8;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -20,7 +27,8 @@ use super::model::{
     AffinityState, BgpConfiguration, BgpPeer, DEFAULT_AS, EncapMode, IfAddr, IpPool,
     NextHopModeSpec, Node, PeerScope, PeerTarget,
 };
-use crate::config::{NextHopMode, PeerConfig, PeerOrigin, PeerRole, SpeakerConfig};
+use super::secret::{Secret, SecretSource};
+use crate::config::{NextHopMode, PeerConfig, PeerOrigin, PeerRole, SpeakerConfig, TcpAuth};
 use crate::wire::Family;
 
 /// How the router id is chosen (calico/node's `CALICO_ROUTER_ID`).
@@ -189,12 +197,27 @@ impl PeerSet {
     }
 }
 
-/// Derives this node's speaker configuration. Pure: same view, same answer.
+/// Derives this node's speaker configuration. Pure: same view, same answer. Passwords come
+/// from the view's Secrets only.
 pub fn derive(
     view: &ClusterView,
     node_name: &str,
     opts: &DeriveOptions,
 ) -> Result<Derived, DeriveError> {
+    derive_with_secrets(view, node_name, opts, &BTreeMap::new())
+}
+
+/// [`derive`], with `mounted` Secrets (`--secrets-dir`) looked at before the view's.
+pub fn derive_with_secrets(
+    view: &ClusterView,
+    node_name: &str,
+    opts: &DeriveOptions,
+    mounted: &BTreeMap<String, Secret>,
+) -> Result<Derived, DeriveError> {
+    let secrets = SecretSource {
+        mounted,
+        datastore: &view.secrets,
+    };
     let me_node = view
         .nodes
         .get(node_name)
@@ -243,6 +266,8 @@ pub fn derive(
             Fam::V6 => Family::IPV6_UNICAST,
         }],
         max_prefixes: opts.max_prefixes,
+        auth: TcpAuth::None,
+        ttl_security: None,
     };
     // §3.4: on a reflector with cluster id C, an iBGP peer is a client unless it is a reflector
     // of the same cluster (`None`: unknown, as for peerIP peers → client).
@@ -275,6 +300,15 @@ pub fn derive(
         .and_then(|g| g.node_to_node_mesh_enabled)
         .unwrap_or(true);
     if mesh_enabled && me.cluster_id.is_none() {
+        let mesh_auth = match global.and_then(|g| g.node_mesh_password.as_ref()) {
+            Some(r) => secrets.resolve(r),
+            None => TcpAuth::None,
+        };
+        if let TcpAuth::Unavailable(e) = &mesh_auth {
+            notes.push(format!(
+                "BGPConfiguration default: nodeMeshPassword: {e}; node-to-node mesh sessions stay down until it can be read"
+            ));
+        }
         for n in nodes.iter().filter(|n| n.cluster_id.is_none()) {
             for fam in FAMS {
                 let (Some(_), Some(addr)) = (me.addr(fam), n.addr(fam)) else {
@@ -290,6 +324,7 @@ pub fn derive(
                     PeerRole::Ebgp
                 };
                 p.origin = PeerOrigin::Mesh;
+                p.auth = mesh_auth.clone();
                 p.passive = passive_rule(fam, addr);
                 p.description = Some(format!("node-to-node mesh: {}", n.node.name));
                 set.add(p);
@@ -319,12 +354,11 @@ pub fn derive(
                 PeerOrigin::NodeSpecific
             };
             let local_as = bp.local_as_number.unwrap_or(me.asn);
+            let auth = peer_auth(bp, &secrets, &mut notes);
             let tune = |p: &mut PeerConfig| {
                 p.origin = origin;
                 p.allowed_local_as = bp.num_allowed_local_as_numbers.unwrap_or(0);
-                if !bp.source_node_ip {
-                    p.local_address = None;
-                }
+                transport(bp, &auth, p);
                 p.next_hop = match bp.next_hop_mode {
                     NextHopModeSpec::Keep => NextHopMode::Keep,
                     _ => NextHopMode::Self_,
@@ -410,6 +444,7 @@ pub fn derive(
         if !selects_me {
             continue;
         }
+        let auth = peer_auth(bp, &secrets, &mut notes);
         for n in nodes.iter().filter(|n| applies(&bp.scope, n.node)) {
             for &fam in fams {
                 let (Some(_), Some(addr)) = (me.addr(fam), n.addr(fam)) else {
@@ -423,6 +458,7 @@ pub fn derive(
                 let remote_as = bp.local_as_number.unwrap_or(n.asn);
                 let mut p = base(fam, addr, n.port, remote_as, me.asn);
                 p.origin = PeerOrigin::NodeSpecific;
+                transport(bp, &auth, &mut p);
                 p.description = Some(format!("BGPPeer {} (reverse)", bp.name));
                 rr_role(&mut p, Some(n.cluster_id));
                 set.add(p);
@@ -536,12 +572,36 @@ pub fn derive(
     })
 }
 
-fn mesh_notes(g: &BgpConfiguration, notes: &mut Vec<String>) {
-    if g.node_mesh_password.is_some() {
-        notes.push(
-            "BGPConfiguration default: nodeMeshPassword (TCP MD5) is not supported yet".into(),
+/// The TCP MD5 setting of a BGPPeer's sessions (its `password`), with a note when the Secret
+/// cannot be read.
+fn peer_auth(bp: &BgpPeer, secrets: &SecretSource<'_>, notes: &mut Vec<String>) -> TcpAuth {
+    let Some(r) = &bp.password else {
+        return TcpAuth::None;
+    };
+    let auth = secrets.resolve(r);
+    if let TcpAuth::Unavailable(e) = &auth {
+        let note = format!(
+            "BGPPeer {}: {e}; its sessions stay down until it can be read",
+            bp.name
         );
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
     }
+    auth
+}
+
+/// The transport settings a BGPPeer gives each of its sessions, forward and reverse:
+/// `password`, `ttlSecurity` (0 = off) and `sourceAddress` (`None`: the kernel chooses).
+fn transport(bp: &BgpPeer, auth: &TcpAuth, p: &mut PeerConfig) {
+    p.auth = auth.clone();
+    p.ttl_security = bp.ttl_security.and_then(NonZeroU8::new);
+    if !bp.source_node_ip {
+        p.local_address = None;
+    }
+}
+
+fn mesh_notes(g: &BgpConfiguration, notes: &mut Vec<String>) {
     if g.node_mesh_max_restart_time.is_some() {
         notes.push(
             "BGPConfiguration default: nodeMeshMaxRestartTime is not applied per session yet"
@@ -567,12 +627,6 @@ fn self_on_ibgp(bp: &BgpPeer, p: &PeerConfig, notes: &mut Vec<String>) {
 
 fn peer_notes(bp: &BgpPeer, notes: &mut Vec<String>) {
     let mut unsupported = Vec::new();
-    if bp.password.is_some() {
-        unsupported.push("password");
-    }
-    if bp.ttl_security.is_some_and(|t| t > 0) {
-        unsupported.push("ttlSecurity");
-    }
     if bp.keepalive_time.is_some() {
         unsupported.push("keepaliveTime");
     }

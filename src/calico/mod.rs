@@ -8,17 +8,21 @@
 pub mod derive;
 pub mod model;
 pub mod policy;
+pub mod secret;
 pub mod selector;
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
-pub use derive::{DeriveError, DeriveOptions, Derived, PoolInfo, RouterIdMode, derive};
+pub use derive::{
+    DeriveError, DeriveOptions, Derived, PoolInfo, RouterIdMode, derive, derive_with_secrets,
+};
 pub use model::{
     BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, Node, Resource, ResourceError,
 };
 pub use policy::{CalicoPolicy, ImportGuard};
+pub use secret::{Secret, SecretSource};
 
 /// Identity of a resource in a [`ClusterView`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,6 +34,7 @@ pub enum ResourceId {
     /// `(node, block)`: one affinity per node and block, whatever the resource's name.
     BlockAffinity(String, IpNet),
     IpamBlock(IpNet),
+    Secret(String),
 }
 
 impl std::fmt::Display for ResourceId {
@@ -41,6 +46,7 @@ impl std::fmt::Display for ResourceId {
             ResourceId::IpPool(n) => write!(f, "IPPool {n:?}"),
             ResourceId::BlockAffinity(n, c) => write!(f, "BlockAffinity {n}/{c}"),
             ResourceId::IpamBlock(c) => write!(f, "IPAMBlock {c}"),
+            ResourceId::Secret(n) => write!(f, "Secret {n:?}"),
         }
     }
 }
@@ -54,6 +60,7 @@ impl Resource {
             Resource::IpPool(p) => ResourceId::IpPool(p.name.clone()),
             Resource::BlockAffinity(a) => ResourceId::BlockAffinity(a.node.clone(), a.cidr),
             Resource::IpamBlock(b) => ResourceId::IpamBlock(b.cidr),
+            Resource::Secret(s) => ResourceId::Secret(s.name.clone()),
         }
     }
 }
@@ -67,6 +74,8 @@ pub struct ClusterView {
     pub pools: BTreeMap<String, IpPool>,
     pub affinities: BTreeMap<(String, IpNet), BlockAffinity>,
     pub blocks: BTreeMap<IpNet, IpamBlock>,
+    /// Kubernetes Secrets (BGP passwords) from the datastore.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl ClusterView {
@@ -91,6 +100,9 @@ impl ClusterView {
             Resource::IpamBlock(b) => {
                 self.blocks.insert(b.cidr, b);
             }
+            Resource::Secret(s) => {
+                self.secrets.insert(s.name.clone(), s);
+            }
         }
     }
 
@@ -103,6 +115,7 @@ impl ClusterView {
             ResourceId::IpPool(n) => self.pools.remove(n).is_some(),
             ResourceId::BlockAffinity(n, c) => self.affinities.remove(&(n.clone(), *c)).is_some(),
             ResourceId::IpamBlock(c) => self.blocks.remove(c).is_some(),
+            ResourceId::Secret(n) => self.secrets.remove(n).is_some(),
         }
     }
 
@@ -114,6 +127,7 @@ impl ClusterView {
             + self.pools.len()
             + self.affinities.len()
             + self.blocks.len()
+            + self.secrets.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -47,6 +47,8 @@ pub enum Resource {
     IpPool(IpPool),
     BlockAffinity(BlockAffinity),
     IpamBlock(IpamBlock),
+    /// A Kubernetes Secret (BGP passwords); see `secret.rs`.
+    Secret(super::secret::Secret),
 }
 
 impl Resource {
@@ -58,6 +60,7 @@ impl Resource {
             Resource::IpPool(_) => "IPPool",
             Resource::BlockAffinity(_) => "BlockAffinity",
             Resource::IpamBlock(_) => "IPAMBlock",
+            Resource::Secret(_) => "Secret",
         }
     }
 }
@@ -776,6 +779,9 @@ pub fn parse_resource(doc: &serde_json::Value) -> Result<Option<Resource>, Resou
         })?,
     };
     let name = meta.name.clone().unwrap_or_default();
+    if kind == "Secret" {
+        return super::secret::parse_secret(obj, &name).map(|s| Some(Resource::Secret(s)));
+    }
     if let Some(api) = obj.get("apiVersion") {
         let api = api.as_str().unwrap_or("");
         if !API_VERSIONS.contains(&api) {
@@ -1338,6 +1344,8 @@ pub fn etcd_kv(doc: &serde_json::Value) -> Result<Option<(String, String)>, Reso
             serde_json::json!({"cidr": b.cidr.to_string(), "affinity": b.affinity, "deleted": b.deleted})
                 .to_string(),
         ),
+        // Secrets live in Kubernetes, never in Calico's etcd tree.
+        Resource::Secret(_) => return Ok(None),
         other => {
             let plural = match other {
                 Resource::Node(_) => "nodes",

@@ -17,6 +17,7 @@
 //! | `remote_as`, `local_as`, `hold_time`, `families` | `Reset` | negotiated in the OPEN (RFC 4271 §4.2, RFC 4760 §8) |
 //! | `role`, `next_hop`, `allowed_local_as` | `Reset` | decide import/export of routes already exchanged (split horizon, reflection, next-hop-self, loop check); re-filtering in place (a soft refresh) is not implemented, a reset re-exchanges everything |
 //! | `port`, `local_address` | `Reset` | the transport endpoints of the session itself (and `local_address` is the next-hop-self default) |
+//! | `auth`, `ttl_security` | `Reset` | socket options of the connection (TCP MD5 has no key rollover, RFC 2385); the new connection gets the new ones |
 //!
 //! A reset sends NOTIFICATION Cease / Other Configuration Change (RFC 4486 subcode 6) and
 //! restarts the session with the new configuration.
@@ -70,6 +71,8 @@ pub enum PeerField {
     AllowedLocalAs,
     Families,
     MaxPrefixes,
+    Auth,
+    TtlSecurity,
 }
 
 impl PeerField {
@@ -86,7 +89,9 @@ impl PeerField {
             | PeerField::LocalAddress
             | PeerField::NextHop
             | PeerField::AllowedLocalAs
-            | PeerField::Families => Apply::Reset,
+            | PeerField::Families
+            | PeerField::Auth
+            | PeerField::TtlSecurity => Apply::Reset,
         }
     }
 
@@ -106,6 +111,8 @@ impl PeerField {
             PeerField::AllowedLocalAs => "allowed_local_as",
             PeerField::MaxPrefixes => "max_prefixes",
             PeerField::Families => "families",
+            PeerField::Auth => "password",
+            PeerField::TtlSecurity => "ttl_security",
         }
     }
 }
@@ -298,6 +305,8 @@ pub fn peer_fields(old: &PeerConfig, new: &PeerConfig) -> Vec<PeerField> {
     );
     check(old.families != new.families, PeerField::Families);
     check(old.max_prefixes != new.max_prefixes, PeerField::MaxPrefixes);
+    check(old.auth != new.auth, PeerField::Auth);
+    check(old.ttl_security != new.ttl_security, PeerField::TtlSecurity);
     // Every field of `PeerConfig` but `address` (the identity) is compared above; keep this
     // destructuring exhaustive so a new field cannot be forgotten here.
     let PeerConfig {
@@ -316,6 +325,8 @@ pub fn peer_fields(old: &PeerConfig, new: &PeerConfig) -> Vec<PeerField> {
         allowed_local_as: _,
         families: _,
         max_prefixes: _,
+        auth: _,
+        ttl_security: _,
     } = new;
     v
 }
@@ -506,7 +517,7 @@ mod tests {
     #[test]
     fn every_session_field_resets_and_the_strongest_wins() {
         type Edit = fn(&mut PeerConfig);
-        let edits: [(PeerField, Edit); 9] = [
+        let edits: [(PeerField, Edit); 11] = [
             (PeerField::Port, |p| p.port = 1179),
             (PeerField::RemoteAs, |p| p.remote_as = 65099),
             (PeerField::LocalAs, |p| p.local_as = 65098),
@@ -516,6 +527,12 @@ mod tests {
             (PeerField::NextHop, |p| p.next_hop = NextHopMode::Keep),
             (PeerField::AllowedLocalAs, |p| p.allowed_local_as = 1),
             (PeerField::Families, |p| p.families.truncate(1)),
+            (PeerField::Auth, |p| {
+                p.auth = crate::config::TcpAuth::Md5(crate::config::Md5Key::new("k").unwrap())
+            }),
+            (PeerField::TtlSecurity, |p| {
+                p.ttl_security = std::num::NonZeroU8::new(1)
+            }),
         ];
         for (field, edit) in edits {
             let mut new = base();

@@ -12,14 +12,18 @@
 //! A reload compares two of them with [`diff()`] (`diff.rs`), which classifies every change as
 //! in place, next connection, or session reset.
 
+mod auth;
 pub mod diff;
 mod yaml;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU8;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub(crate) use auth::wipe;
+pub use auth::{KeyProblem, MD5_MAX_KEY_LEN, Md5Key, TcpAuth, UnavailableKey};
 pub use diff::{Apply, ConfigDiff, PeerChange, PeerField, SpeakerApply, SpeakerField, diff};
 pub use yaml::{ConfigError, ConfigErrorKind, parse_yaml, render_yaml};
 
@@ -95,6 +99,12 @@ pub struct PeerConfig {
     /// Most prefixes accepted from this peer (all families); one more closes the session
     /// with Cease / Maximum Number of Prefixes Reached (RFC 4486).
     pub max_prefixes: Option<MaxPrefixes>,
+    /// TCP MD5 signatures on the session's connections (RFC 2385).
+    pub auth: TcpAuth,
+    /// GTSM (RFC 5082): the peer is at most this many hops away. We send with TTL (hop limit)
+    /// 255 and accept only segments that arrive with TTL ≥ 256 − hops. `None`: off (the
+    /// kernel's default TTL, any TTL accepted — Calico's `multihop`).
+    pub ttl_security: Option<NonZeroU8>,
 }
 
 /// A maximum-prefix limit (FRR `maximum-prefix N restart M`, BIRD `import limit N`).

@@ -13,6 +13,8 @@
 //!     remote_as: 65001
 //!     role: mesh            # mesh | rr-client | rr-peer | ebgp (default: by AS)
 //!     passive: false
+//!     password: "s3cret"    # TCP MD5 key (RFC 2385), 1-80 bytes
+//!     ttl_security: 1       # GTSM (RFC 5082): at most this many hops away
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,7 +23,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{NextHopMode, PeerConfig, PeerOrigin, PeerRole, SpeakerConfig};
+use super::{
+    KeyProblem, Md5Key, NextHopMode, PeerConfig, PeerOrigin, PeerRole, SpeakerConfig, TcpAuth,
+};
 use crate::wire::Family;
 
 /// A configuration error: where (a YAML path such as `neighbors[1].hold_time`) and what.
@@ -58,6 +62,9 @@ pub enum ConfigErrorKind {
     Zero(&'static str),
     #[error("idle_hold_min {min}s is larger than idle_hold_max {max}s")]
     IdleHold { min: u64, max: u64 },
+    /// A password that cannot be a TCP MD5 key (the value is never part of the message).
+    #[error("{0}")]
+    Password(KeyProblem),
 }
 
 fn err(path: impl Into<String>, kind: ConfigErrorKind) -> ConfigError {
@@ -145,6 +152,12 @@ struct RawNeighbor {
     /// Seconds before a session closed by `max_prefixes` starts again (default: never).
     #[serde(default)]
     max_prefixes_restart: Option<u64>,
+    /// TCP MD5 key (RFC 2385).
+    #[serde(default)]
+    password: Option<String>,
+    /// GTSM hop count (RFC 5082), 1-255.
+    #[serde(default)]
+    ttl_security: Option<u8>,
 }
 
 fn default_hold() -> u16 {
@@ -281,6 +294,19 @@ pub fn parse_yaml(text: &str) -> Result<SpeakerConfig, ConfigError> {
                 .map(|(j, f)| parse_family(f, &p(&format!("families[{j}]"))))
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let auth = match n.password {
+            None => TcpAuth::None,
+            Some(pw) => TcpAuth::Md5(
+                Md5Key::new(pw).map_err(|e| err(p("password"), ConfigErrorKind::Password(e)))?,
+            ),
+        };
+        let ttl_security = match n.ttl_security {
+            None => None,
+            Some(h) => Some(
+                std::num::NonZeroU8::new(h)
+                    .ok_or_else(|| err(p("ttl_security"), ConfigErrorKind::Zero("ttl_security")))?,
+            ),
+        };
         neighbors.push(PeerConfig {
             address: n.address,
             port: n.port,
@@ -300,6 +326,8 @@ pub fn parse_yaml(text: &str) -> Result<SpeakerConfig, ConfigError> {
                 limit,
                 restart_after: n.max_prefixes_restart.map(Duration::from_secs),
             }),
+            auth,
+            ttl_security,
         });
     }
 
@@ -406,6 +434,20 @@ pub fn render_yaml(cfg: &SpeakerConfig) -> String {
                 let _ = writeln!(s, "    max_prefixes_restart: {}", r.as_secs());
             }
         }
+        match &n.auth {
+            TcpAuth::None => {}
+            // Never rendered: `podbgp config` output ends up in tickets and chat.
+            TcpAuth::Md5(_) => s.push_str("    # password: set (TCP MD5), not shown\n"),
+            TcpAuth::Unavailable(e) => {
+                let _ = writeln!(
+                    s,
+                    "    # password: unavailable ({e}); the session stays down"
+                );
+            }
+        }
+        if let Some(h) = n.ttl_security {
+            let _ = writeln!(s, "    ttl_security: {h}");
+        }
         let fams: Vec<String> = n
             .families
             .iter()
@@ -468,5 +510,51 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "neighbors[1].address");
+    }
+
+    #[test]
+    fn password_and_ttl_security() {
+        let c = parse_yaml(
+            "local_as: 1\nrouter_id: 198.18.0.1\nneighbors:\n  - {address: 198.18.0.2, remote_as: 2, password: \"s3cret\", ttl_security: 1}\n",
+        )
+        .unwrap();
+        let n = &c.neighbors[0];
+        assert_eq!(n.auth.md5().map(|k| k.as_bytes()), Some(&b"s3cret"[..]));
+        assert_eq!(n.ttl_security.map(|h| h.get()), Some(1));
+        let shown = render_yaml(&c);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("ttl_security: 1"), "{shown}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        // Rendered output parses back to the same thing, minus the password.
+        let mut again = parse_yaml(&shown).unwrap();
+        again.neighbors[0].auth = n.auth.clone();
+        assert_eq!(again.neighbors[0], *n);
+    }
+
+    #[test]
+    fn bad_password_and_ttl_security_name_the_field() {
+        let long = "x".repeat(81);
+        let e = parse_yaml(&format!(
+            "local_as: 1\nrouter_id: 198.18.0.1\nneighbors:\n  - {{address: 198.18.0.2, remote_as: 2, password: \"{long}\"}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.path, "neighbors[0].password");
+        assert_eq!(e.kind, ConfigErrorKind::Password(KeyProblem::TooLong(81)));
+        assert!(!e.to_string().contains(&long));
+        let e = parse_yaml(
+            "local_as: 1\nrouter_id: 198.18.0.1\nneighbors:\n  - {address: 198.18.0.2, remote_as: 2, password: \"\"}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::Password(KeyProblem::Empty));
+        let e = parse_yaml(
+            "local_as: 1\nrouter_id: 198.18.0.1\nneighbors:\n  - {address: 198.18.0.2, remote_as: 2, ttl_security: 0}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "neighbors[0].ttl_security");
+        let e = parse_yaml(
+            "local_as: 1\nrouter_id: 198.18.0.1\nneighbors:\n  - {address: 198.18.0.2, remote_as: 2, ttl_security: 256}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ttl_security"), "{e}");
     }
 }

@@ -10,14 +10,18 @@
 
 pub mod etcd;
 pub mod file;
+pub mod secrets_dir;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::calico::{ClusterView, DeriveOptions, Derived, Resource, ResourceId, derive};
+use crate::calico::{
+    ClusterView, DeriveOptions, Derived, Resource, ResourceId, Secret, derive_with_secrets,
+};
 
 /// Which datastore to follow (`--datastore`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +70,9 @@ pub enum ViewEvent {
     Problem(String),
     /// The source is healthy again after a problem (etcd reconnected).
     Recovered,
+    /// The complete set of Secrets mounted under `--secrets-dir` (looked at before the
+    /// datastore's Secrets); kept across snapshots of the datastore.
+    MountedSecrets(BTreeMap<String, Secret>),
 }
 
 /// Counters for the daemon's metrics and status.
@@ -92,6 +99,8 @@ pub struct Follower {
     last: Option<Derived>,
     last_error: Option<String>,
     last_notes: Vec<String>,
+    /// Secrets from `--secrets-dir`.
+    mounted: BTreeMap<String, Secret>,
     pub stats: FollowerStats,
     /// Where [`Follower::run`] publishes `stats` after each batch (metrics).
     stats_tx: Option<watch::Sender<FollowerStats>>,
@@ -111,6 +120,7 @@ impl Follower {
             last: None,
             last_error: None,
             last_notes: Vec::new(),
+            mounted: BTreeMap::new(),
             stats: FollowerStats::default(),
             stats_tx: None,
             adjust: None,
@@ -166,6 +176,10 @@ impl Follower {
                 warn!(node = %self.node, "datastore: {p}; keeping the last good state");
             }
             ViewEvent::Recovered => info!(node = %self.node, "datastore: recovered"),
+            ViewEvent::MountedSecrets(m) => {
+                info!(node = %self.node, secrets = m.len(), "mounted secrets read");
+                self.mounted = m;
+            }
         }
     }
 
@@ -176,7 +190,7 @@ impl Follower {
             return None;
         }
         self.stats.derivations += 1;
-        match derive(&self.view, &self.node, &self.opts) {
+        match derive_with_secrets(&self.view, &self.node, &self.opts, &self.mounted) {
             Ok(mut d) => {
                 if let Some(f) = &self.finish {
                     f(&mut d);
@@ -404,6 +418,7 @@ fn resource_of(view: &ClusterView, id: &ResourceId) -> Option<Resource> {
             .cloned()
             .map(Resource::BlockAffinity),
         ResourceId::IpamBlock(c) => view.blocks.get(c).cloned().map(Resource::IpamBlock),
+        ResourceId::Secret(n) => view.secrets.get(n).cloned().map(Resource::Secret),
     }
 }
 
@@ -443,6 +458,41 @@ mod tests {
         f.apply(ViewEvent::Snapshot(view(aff)));
         assert!(f.derive().is_none());
         assert!(f.last_error().is_none());
+    }
+
+    #[test]
+    fn mounted_secrets_survive_snapshots_and_change_the_key() {
+        use crate::calico::secret::SecretValue;
+        use crate::config::TcpAuth;
+        let peer = "---\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 198.18.0.9, asNumber: 65009, password: {secretKeyRef: {name: bgp, key: tor}}}\n";
+        let mounted = |v: &str| {
+            let s = Secret {
+                name: "bgp".into(),
+                data: [("tor".to_string(), SecretValue::new(v.as_bytes().to_vec()))]
+                    .into_iter()
+                    .collect(),
+            };
+            ViewEvent::MountedSecrets([("bgp".to_string(), s)].into_iter().collect())
+        };
+        let auth = |d: &Derived| {
+            d.config
+                .neighbor("198.18.0.9".parse().unwrap())
+                .map(|n| n.auth.clone())
+                .unwrap()
+        };
+        let mut f = Follower::new("a", DeriveOptions::default());
+        f.apply(ViewEvent::Snapshot(view(peer)));
+        let d = f.derive().unwrap();
+        assert!(matches!(auth(&d), TcpAuth::Unavailable(_)));
+        f.apply(mounted("one"));
+        let d = f.derive().expect("the key appeared");
+        assert_eq!(auth(&d).md5().unwrap().as_bytes(), b"one");
+        // A new snapshot of the datastore keeps the mounted secrets.
+        f.apply(ViewEvent::Snapshot(view(peer)));
+        assert!(f.derive().is_none());
+        f.apply(mounted("two"));
+        let d = f.derive().expect("the key changed");
+        assert_eq!(auth(&d).md5().unwrap().as_bytes(), b"two");
     }
 
     #[tokio::test]

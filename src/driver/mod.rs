@@ -10,11 +10,18 @@
 //!  API requests (mpsc + oneshot) ─► core loop: query/command (FIB queries: the FIB manager)
 //! ```
 //! Child tasks only send messages back to the loop; none of them touches speaker state.
+//!
+//! Transport protection (TCP MD5, GTSM) and the accept-side bounds live in `sockopt.rs`,
+//! `guard.rs` and `net.rs`: the loop rebuilds a [`guard::TransportTable`] from the
+//! configuration at start and after every reload, applies it to the listener, and looks up a
+//! peer's settings for each outgoing connection. The speaker never sees keys or sockets.
 //! Reader → loop uses a bounded channel (TCP backpressure); loop → writer is bounded in
 //! practice by the speaker's send window (only KEEPALIVE/NOTIFICATION bypass it).
 
 mod fib;
+mod guard;
 mod net;
+mod sockopt;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -229,10 +236,11 @@ impl Driver {
     /// Runs until shutdown. Binds the listener first so errors surface immediately.
     pub async fn run(mut self) -> Result<(), DriverError> {
         let (task_tx, mut task_rx) = mpsc::channel::<TaskMsg>(1024);
+        let mut transports = Arc::new(guard::TransportTable::from_config(&self.cfg));
         let mut listener = match self.cfg.listen {
             Some((ip, port)) => {
                 let addr = SocketAddr::new(ip, port);
-                let l = net::Listener::bind(addr, &task_tx)
+                let l = net::Listener::bind(addr, &transports, &task_tx)
                     .map_err(|source| DriverError::Listen { addr, source })?;
                 info!(%addr, "listening for BGP connections");
                 Some(l)
@@ -264,6 +272,7 @@ impl Driver {
                 &task_tx,
                 &self.events,
                 fib.as_mut().map(|f| &mut f.mgr),
+                &transports,
             );
             if shutting_down {
                 break;
@@ -330,9 +339,18 @@ impl Driver {
                     if let Some(Reload { cfg, reply }) = reload {
                         let diff = speaker.apply_config(Instant::now(), cfg);
                         log_reload(&diff);
+                        // Keys and GTSM on the listener before any new connection is made
+                        // (the speaker's Connect outputs are only acted on in `drain`).
+                        let table = guard::TransportTable::from_config(speaker.config());
+                        if *transports != table {
+                            transports = Arc::new(table);
+                            if let Some(l) = listener.as_mut() {
+                                l.apply(&transports);
+                            }
+                        }
                         if diff.listen_changed() {
                             let want = speaker.config().listen.map(|(ip, port)| SocketAddr::new(ip, port));
-                            net::rebind(&mut listener, want, &task_tx).await;
+                            net::rebind(&mut listener, want, &transports, &task_tx).await;
                         }
                         let _ = reply.send(diff);
                     }
@@ -465,6 +483,7 @@ fn drain(
     task_tx: &mpsc::Sender<TaskMsg>,
     events: &broadcast::Sender<SpeakerEvent>,
     mut fib: Option<&mut crate::fib::FibManager>,
+    transports: &guard::TransportTable,
 ) -> bool {
     // Bounded: after this many outputs, return to the event loop; `true` = more is waiting.
     let mut budget = 4096usize;
@@ -473,7 +492,8 @@ fn drain(
         match out {
             Output::Connect { conn, remote, bind } => {
                 debug!(%remote, ?bind, "connecting");
-                tokio::spawn(net::connect(conn, remote, bind, task_tx.clone()));
+                let transport = transports.get(remote.ip()).cloned().unwrap_or_default();
+                tokio::spawn(net::connect(conn, remote, bind, transport, task_tx.clone()));
             }
             Output::Send { conn, bytes } => match conns.get(&conn) {
                 Some(c) => c.send(bytes),

@@ -1299,7 +1299,7 @@ fn s3_1_peer_set() {
                     O::Global,
                     false,
                 )]),
-                notes: vec!["keepaliveTime", "maxRestartTime", "filters"],
+                notes: vec!["keepaliveTime", "filters"],
                 ..Default::default()
             },
         ),
@@ -2983,4 +2983,47 @@ fn determinism_contested_cluster_first_writers() {
     );
     assert_eq!(all["b"].blackholes, nets(&["198.19.4.0/26"]));
     assert!(all["b"].notes.iter().any(|n| n.contains("host:c")));
+}
+
+fn restart(d: &Derived, addr: &str) -> Result<Option<u16>, String> {
+    Ok(neighbor(d, addr)?.restart_time)
+}
+
+#[test]
+fn s3_2_restart_times_per_peer_and_for_the_mesh() {
+    run(vec![case(
+        "s3_2_max_restart_time_and_node_mesh_max_restart_time",
+        docs(&[
+            bgpconfig("default", "nodeMeshMaxRestartTime: 300s"),
+            n4("a", "10.0.0.1/24"),
+            n4("b", "10.0.0.2/24"),
+            peer(
+                "tor",
+                "peerIP: 10.0.9.1, asNumber: 65001, maxRestartTime: 90s",
+            ),
+            peer("plain", "peerIP: 10.0.9.2, asNumber: 65002"),
+        ]),
+        "a",
+        Want {
+            no_notes: true,
+            check: Some(|d| {
+                let got = (
+                    restart(d, "10.0.0.2")?,
+                    restart(d, "10.0.9.1")?,
+                    restart(d, "10.0.9.2")?,
+                );
+                if got != (Some(300), Some(90), None) {
+                    return Err(format!("restart times (mesh, tor, plain) = {got:?}"));
+                }
+                // The OPEN carries the per-peer time; the speaker default (120 s) elsewhere.
+                let s = neighbor(d, "10.0.9.1")?.session(&d.config);
+                let p = neighbor(d, "10.0.9.2")?.session(&d.config);
+                match (s.graceful_restart_time, p.graceful_restart_time) {
+                    (Some(90), Some(120)) => Ok(()),
+                    other => Err(format!("session restart times {other:?}")),
+                }
+            }),
+            ..Default::default()
+        },
+    )]);
 }

@@ -268,6 +268,7 @@ pub fn derive_with_secrets(
         max_prefixes: opts.max_prefixes,
         auth: TcpAuth::None,
         ttl_security: None,
+        restart_time: None,
     };
     // §3.4: on a reflector with cluster id C, an iBGP peer is a client unless it is a reflector
     // of the same cluster (`None`: unknown, as for peerIP peers → client).
@@ -309,6 +310,9 @@ pub fn derive_with_secrets(
                 "BGPConfiguration default: nodeMeshPassword: {e}; node-to-node mesh sessions stay down until it can be read"
             ));
         }
+        let mesh_restart_time = global
+            .and_then(|g| g.node_mesh_max_restart_time)
+            .map(restart_secs);
         for n in nodes.iter().filter(|n| n.cluster_id.is_none()) {
             for fam in FAMS {
                 let (Some(_), Some(addr)) = (me.addr(fam), n.addr(fam)) else {
@@ -325,13 +329,11 @@ pub fn derive_with_secrets(
                 };
                 p.origin = PeerOrigin::Mesh;
                 p.auth = mesh_auth.clone();
+                p.restart_time = mesh_restart_time;
                 p.passive = passive_rule(fam, addr);
                 p.description = Some(format!("node-to-node mesh: {}", n.node.name));
                 set.add(p);
             }
-        }
-        if let Some(g) = global {
-            mesh_notes(g, &mut notes);
         }
     }
 
@@ -596,18 +598,15 @@ fn peer_auth(bp: &BgpPeer, secrets: &SecretSource<'_>, notes: &mut Vec<String>) 
 fn transport(bp: &BgpPeer, auth: &TcpAuth, p: &mut PeerConfig) {
     p.auth = auth.clone();
     p.ttl_security = bp.ttl_security.and_then(NonZeroU8::new);
+    p.restart_time = bp.max_restart_time.map(restart_secs);
     if !bp.source_node_ip {
         p.local_address = None;
     }
 }
 
-fn mesh_notes(g: &BgpConfiguration, notes: &mut Vec<String>) {
-    if g.node_mesh_max_restart_time.is_some() {
-        notes.push(
-            "BGPConfiguration default: nodeMeshMaxRestartTime is not applied per session yet"
-                .into(),
-        );
-    }
+/// A restart time as the capability carries it: whole seconds, at most 4095 (12 bits).
+fn restart_secs(d: std::time::Duration) -> u16 {
+    d.as_secs().min(4095) as u16
 }
 
 /// `nextHopMode: Self` is what podbgp does toward eBGP peers anyway; toward iBGP peers it is
@@ -629,9 +628,6 @@ fn peer_notes(bp: &BgpPeer, notes: &mut Vec<String>) {
     let mut unsupported = Vec::new();
     if bp.keepalive_time.is_some() {
         unsupported.push("keepaliveTime");
-    }
-    if bp.max_restart_time.is_some() {
-        unsupported.push("maxRestartTime");
     }
     if bp.reachable_by.is_some() {
         unsupported.push("reachableBy");

@@ -73,6 +73,7 @@ pub enum PeerField {
     MaxPrefixes,
     Auth,
     TtlSecurity,
+    RestartTime,
 }
 
 impl PeerField {
@@ -80,7 +81,9 @@ impl PeerField {
     pub fn apply(self) -> Apply {
         match self {
             PeerField::Description | PeerField::Origin | PeerField::MaxPrefixes => Apply::InPlace,
-            PeerField::Passive | PeerField::ConnectRetry => Apply::NextConnection,
+            PeerField::Passive | PeerField::ConnectRetry | PeerField::RestartTime => {
+                Apply::NextConnection
+            }
             PeerField::Port
             | PeerField::RemoteAs
             | PeerField::LocalAs
@@ -113,6 +116,7 @@ impl PeerField {
             PeerField::Families => "families",
             PeerField::Auth => "password",
             PeerField::TtlSecurity => "ttl_security",
+            PeerField::RestartTime => "restart_time",
         }
     }
 }
@@ -307,6 +311,7 @@ pub fn peer_fields(old: &PeerConfig, new: &PeerConfig) -> Vec<PeerField> {
     check(old.max_prefixes != new.max_prefixes, PeerField::MaxPrefixes);
     check(old.auth != new.auth, PeerField::Auth);
     check(old.ttl_security != new.ttl_security, PeerField::TtlSecurity);
+    check(old.restart_time != new.restart_time, PeerField::RestartTime);
     // Every field of `PeerConfig` but `address` (the identity) is compared above; keep this
     // destructuring exhaustive so a new field cannot be forgotten here.
     let PeerConfig {
@@ -327,6 +332,7 @@ pub fn peer_fields(old: &PeerConfig, new: &PeerConfig) -> Vec<PeerField> {
         max_prefixes: _,
         auth: _,
         ttl_security: _,
+        restart_time: _,
     } = new;
     v
 }

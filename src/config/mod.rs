@@ -105,6 +105,10 @@ pub struct PeerConfig {
     /// 255 and accept only segments that arrive with TTL ≥ 256 − hops. `None`: off (the
     /// kernel's default TTL, any TTL accepted — Calico's `multihop`).
     pub ttl_security: Option<NonZeroU8>,
+    /// The graceful-restart Restart Time advertised to this peer, when the speaker does
+    /// graceful restart (`None`: the speaker's `graceful_restart_time`; Calico's
+    /// `maxRestartTime` / `nodeMeshMaxRestartTime`).
+    pub restart_time: Option<u16>,
 }
 
 /// A maximum-prefix limit (FRR `maximum-prefix N restart M`, BIRD `import limit N`).
@@ -131,7 +135,9 @@ impl PeerConfig {
             passive: self.passive,
             families: self.families.clone(),
             extended_message: true,
-            graceful_restart_time: speaker.graceful_restart_time,
+            graceful_restart_time: speaker
+                .graceful_restart_time
+                .map(|t| self.restart_time.unwrap_or(t)),
             // Our kernel routes outlive the process, and pod forwarding never depended on it.
             gr_forwarding: true,
         }

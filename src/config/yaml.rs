@@ -158,6 +158,9 @@ struct RawNeighbor {
     /// GTSM hop count (RFC 5082), 1-255.
     #[serde(default)]
     ttl_security: Option<u8>,
+    /// Graceful-restart Restart Time advertised to this peer (seconds, ≤ 4095).
+    #[serde(default)]
+    restart_time: Option<u16>,
 }
 
 fn default_hold() -> u16 {
@@ -328,6 +331,7 @@ pub fn parse_yaml(text: &str) -> Result<SpeakerConfig, ConfigError> {
             }),
             auth,
             ttl_security,
+            restart_time: n.restart_time.map(|t| t.min(4095)),
         });
     }
 
@@ -444,6 +448,9 @@ pub fn render_yaml(cfg: &SpeakerConfig) -> String {
                     "    # password: unavailable ({e}); the session stays down"
                 );
             }
+        }
+        if let Some(t) = n.restart_time {
+            let _ = writeln!(s, "    restart_time: {t}");
         }
         if let Some(h) = n.ttl_security {
             let _ = writeln!(s, "    ttl_security: {h}");

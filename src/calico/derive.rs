@@ -24,8 +24,8 @@ use ipnet::IpNet;
 
 use super::ClusterView;
 use super::model::{
-    AffinityState, BgpConfiguration, BgpPeer, DEFAULT_AS, EncapMode, IfAddr, IpPool,
-    NextHopModeSpec, Node, PeerScope, PeerTarget,
+    AffinityState, BgpPeer, DEFAULT_AS, EncapMode, IfAddr, IpPool, NextHopModeSpec, Node,
+    PeerScope, PeerTarget,
 };
 use super::secret::{Secret, SecretSource};
 use crate::config::{NextHopMode, PeerConfig, PeerOrigin, PeerRole, SpeakerConfig, TcpAuth};

@@ -279,6 +279,13 @@ fn frr_restart_keeps_routes_only_with_graceful_restart() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let info = pod.peers().unwrap()[0]["info"].clone();
+    assert!(
+        info.as_str()
+            .unwrap_or("")
+            .contains("graceful restart: 2 routes kept"),
+        "peer info while the ToR restarts: {info}"
+    );
     let stale = pod.loc_rib().unwrap();
     assert!(
         stale

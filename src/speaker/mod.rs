@@ -737,7 +737,10 @@ impl Speaker {
                     peer.since = now;
                     peer.info = match to {
                         State::Established => "Established".to_string(),
-                        _ => cause.to_string(),
+                        _ => match self.rib.stale_len(idx) {
+                            0 => cause.to_string(),
+                            n => format!("{cause}; graceful restart: {n} routes kept"),
+                        },
                     };
                     let ev = SpeakerEvent::PeerState {
                         address: peer.cfg.address,

@@ -1,12 +1,13 @@
 //! The device under test: its configuration, its process, and what /proc says about it.
 //!
-//! Only podbgp is described today ([`podbgp_device`]); another speaker (bird, FRR bgpd,
-//! gobgpd) is a [`DeviceSpec`] with its own command line and configuration text that makes
-//! it listen on `listen`, passive toward every client, AS 64512, router id and cluster id
-//! 198.18.0.1, every client an iBGP route-reflector client.
+//! Every device is a [`DeviceSpec`]: a program, its arguments and a configuration text that
+//! make it listen on the plan's address and port, passive toward every client, AS 64512,
+//! router id and cluster id 198.18.0.1, every client an iBGP route-reflector client, nothing
+//! installed in a kernel FIB. Four are described: podbgp ([`podbgp_device`]), BIRD 2
+//! ([`bird_device`]), FRR's bgpd without zebra ([`frr_device`]) and GoBGP ([`gobgp_device`]).
 
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,17 +17,80 @@ use anyhow::Context;
 
 use super::plan::{ASN, DEVICE_ID, Plan};
 
+/// The speakers `--device` can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum DeviceKind {
+    Podbgp,
+    Bird,
+    Frr,
+    Gobgp,
+}
+
+impl DeviceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Podbgp => "podbgp",
+            DeviceKind::Bird => "bird",
+            DeviceKind::Frr => "frr",
+            DeviceKind::Gobgp => "gobgp",
+        }
+    }
+
+    /// Where the Debian package puts the program (searched on `PATH` first, except FRR's
+    /// bgpd, which is not on it); `None` for podbgp (this executable or `--device-bin`).
+    pub fn find_program(self) -> Option<PathBuf> {
+        let (name, fallback) = match self {
+            DeviceKind::Podbgp => return None,
+            DeviceKind::Bird => ("bird", "/usr/sbin/bird"),
+            DeviceKind::Frr => {
+                return Some(PathBuf::from("/usr/lib/frr/bgpd")).filter(|p| is_exec(p));
+            }
+            DeviceKind::Gobgp => ("gobgpd", "/usr/bin/gobgpd"),
+        };
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| is_exec(p))
+        });
+        on_path.or_else(|| Some(PathBuf::from(fallback)).filter(|p| is_exec(p)))
+    }
+
+    /// The package to install for this device.
+    pub fn package(self) -> &'static str {
+        match self {
+            DeviceKind::Podbgp => "podbgp",
+            DeviceKind::Bird => "bird2",
+            DeviceKind::Frr => "frr",
+            DeviceKind::Gobgp => "gobgpd",
+        }
+    }
+}
+
+fn is_exec(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// How to start one device.
 #[derive(Clone, Debug)]
 pub struct DeviceSpec {
-    /// Name in the report (`podbgp`).
+    /// Name in the report (`podbgp`, `bird`, `frr`, `gobgp`).
     pub name: String,
     pub program: PathBuf,
-    /// Arguments; `{config}` is replaced by the configuration file's path.
+    /// Arguments; `{config}` is replaced by the configuration file's path and `{dir}` by the
+    /// run directory (pid files, control sockets).
     pub args: Vec<String>,
     /// File name of the configuration inside the run directory.
     pub config_name: String,
     pub config: String,
+}
+
+/// The clients of a plan: address and a name for the device's configuration, injectors first.
+fn clients(plan: &Plan) -> Vec<(Ipv4Addr, String)> {
+    (0..plan.injectors)
+        .map(|i| (plan.injector_addr(i), format!("injector{}", i + 1)))
+        .chain((0..plan.monitors).map(|j| (plan.monitor_addr(j), format!("monitor{}", j + 1))))
+        .collect()
 }
 
 /// podbgp as a route reflector: `podbgp run -c <yaml> --api-listen none --log warn`.
@@ -43,10 +107,7 @@ pub fn podbgp_device(program: PathBuf, listen: SocketAddr, plan: &Plan) -> Devic
         port = listen.port(),
         hold = plan.hold_time,
     );
-    let clients = (0..plan.injectors)
-        .map(|i| (plan.injector_addr(i), format!("injector-{}", i + 1)))
-        .chain((0..plan.monitors).map(|j| (plan.monitor_addr(j), format!("monitor-{}", j + 1))));
-    for (addr, desc) in clients {
+    for (addr, desc) in clients(plan) {
         y.push_str(&format!(
             "  - {{ address: {addr}, remote_as: {ASN}, role: rr-client, passive: true, description: {desc} }}\n"
         ));
@@ -67,6 +128,181 @@ pub fn podbgp_device(program: PathBuf, listen: SocketAddr, plan: &Plan) -> Devic
         .to_vec(),
         config_name: "podbgp.yaml".into(),
         config: y,
+    }
+}
+
+/// BIRD 2: `bird -f -c <conf> -s <dir>/bird.ctl -P <dir>/bird.pid`, one `bgp` protocol per
+/// client from a template. The listening address and port are the template's `local … port`
+/// (`strict bind`: that address only). iBGP next hops are kept (BIRD's default for iBGP); they
+/// do not resolve (no IGP table routes), which BIRD exports all the same, with NEXT_HOP
+/// unchanged. No static route: BIRD would export it to the clients too.
+pub fn bird_device(program: PathBuf, listen: SocketAddr, plan: &Plan) -> DeviceSpec {
+    let mut c = format!(
+        "# podbgp bench rr-fanin: {k} injectors x {p} prefixes -> {m} monitors\n\
+         log stderr {{ warning, error, fatal, bug }};\n\
+         router id {DEVICE_ID};\n\
+         protocol device {{ }}\n\
+         template bgp rrclient {{\n\
+         \x20 local {ip} port {port} as {ASN};\n\
+         \x20 strict bind on;\n\
+         \x20 passive on;\n\
+         \x20 rr client;\n\
+         \x20 rr cluster id {DEVICE_ID};\n\
+         {hold}\
+         \x20 ipv4 {{ import all; export all; }};\n\
+         }}\n",
+        k = plan.injectors,
+        p = plan.prefixes,
+        m = plan.monitors,
+        ip = listen.ip(),
+        port = listen.port(),
+        hold = if plan.hold_time == 0 {
+            String::new()
+        } else {
+            format!(
+                "  hold time {}; keepalive time {};\n",
+                plan.hold_time,
+                (plan.hold_time / 3).max(1)
+            )
+        },
+    );
+    for (addr, name) in clients(plan) {
+        c.push_str(&format!(
+            "protocol bgp {name} from rrclient {{ neighbor {addr} as {ASN}; }}\n"
+        ));
+    }
+    DeviceSpec {
+        name: "bird".into(),
+        program,
+        args: [
+            "-f",
+            "-c",
+            "{config}",
+            "-s",
+            "{dir}/bird.ctl",
+            "-P",
+            "{dir}/bird.pid",
+        ]
+        .map(String::from)
+        .to_vec(),
+        config_name: "bird.conf".into(),
+        config: c,
+    }
+}
+
+/// FRR's bgpd alone: `bgpd -Z -S -p <port> -l <addr> -f <conf> -i <dir>/bgpd.pid
+/// --vty_socket <dir> -P 0 --log stdout` (no zebra, so nothing reaches a FIB and next hops
+/// count as reachable; `-S` keeps root instead of switching to user frr; `-P 0` opens no vty
+/// port). Every client is in one peer group, so bgpd builds one update group.
+pub fn frr_device(program: PathBuf, listen: SocketAddr, plan: &Plan) -> DeviceSpec {
+    let keepalive = plan.hold_time / 3;
+    let mut c = format!(
+        "! podbgp bench rr-fanin: {k} injectors x {p} prefixes -> {m} monitors\n\
+         log stdout warnings\n\
+         router bgp {ASN}\n\
+         \x20bgp router-id {DEVICE_ID}\n\
+         \x20bgp cluster-id {DEVICE_ID}\n\
+         \x20no bgp ebgp-requires-policy\n\
+         \x20no bgp network import-check\n\
+         \x20neighbor clients peer-group\n\
+         \x20neighbor clients remote-as {ASN}\n\
+         \x20neighbor clients passive\n\
+         \x20neighbor clients timers {keepalive} {hold}\n",
+        k = plan.injectors,
+        p = plan.prefixes,
+        m = plan.monitors,
+        hold = plan.hold_time,
+    );
+    for (addr, _) in clients(plan) {
+        c.push_str(&format!(" neighbor {addr} peer-group clients\n"));
+    }
+    c.push_str(
+        " address-family ipv4 unicast\n  neighbor clients route-reflector-client\n exit-address-family\n",
+    );
+    DeviceSpec {
+        name: "frr".into(),
+        program,
+        args: vec![
+            "-Z".into(),
+            "-S".into(),
+            "-p".into(),
+            listen.port().to_string(),
+            "-l".into(),
+            listen.ip().to_string(),
+            "-f".into(),
+            "{config}".into(),
+            "-i".into(),
+            "{dir}/bgpd.pid".into(),
+            "--vty_socket".into(),
+            "{dir}".into(),
+            "-P".into(),
+            "0".into(),
+            "--log".into(),
+            "stdout".into(),
+            "--log-level".into(),
+            "warnings".into(),
+        ],
+        config_name: "bgpd.conf".into(),
+        config: c,
+    }
+}
+
+/// GoBGP: `gobgpd -f <toml> -p --api-hosts 127.0.0.1:<api_port> -l warn` (`-p`: no pprof
+/// listener). Every client a passive route-reflector client with cluster id 198.18.0.1.
+pub fn gobgp_device(
+    program: PathBuf,
+    listen: SocketAddr,
+    api_port: u16,
+    plan: &Plan,
+) -> DeviceSpec {
+    let mut c = format!(
+        "# podbgp bench rr-fanin: {k} injectors x {p} prefixes -> {m} monitors\n\
+         [global.config]\n\
+         \x20 as = {ASN}\n\
+         \x20 router-id = \"{DEVICE_ID}\"\n\
+         \x20 port = {port}\n\
+         \x20 local-address-list = [\"{ip}\"]\n",
+        k = plan.injectors,
+        p = plan.prefixes,
+        m = plan.monitors,
+        ip = listen.ip(),
+        port = listen.port(),
+    );
+    for (addr, name) in clients(plan) {
+        c.push_str(&format!(
+            "\n[[neighbors]]\n\
+             \x20 [neighbors.config]\n\
+             \x20   neighbor-address = \"{addr}\"\n\
+             \x20   peer-as = {ASN}\n\
+             \x20   description = \"{name}\"\n\
+             \x20 [neighbors.timers.config]\n\
+             \x20   hold-time = {hold}\n\
+             \x20   keepalive-interval = {keepalive}\n\
+             \x20 [neighbors.transport.config]\n\
+             \x20   passive-mode = true\n\
+             \x20 [neighbors.route-reflector.config]\n\
+             \x20   route-reflector-client = true\n\
+             \x20   route-reflector-cluster-id = \"{DEVICE_ID}\"\n",
+            hold = plan.hold_time,
+            keepalive = plan.hold_time / 3,
+        ));
+    }
+    DeviceSpec {
+        name: "gobgp".into(),
+        program,
+        args: vec![
+            "-f".into(),
+            "{config}".into(),
+            "-t".into(),
+            "toml".into(),
+            "-p".into(),
+            "--api-hosts".into(),
+            format!("127.0.0.1:{api_port}"),
+            "-l".into(),
+            "warn".into(),
+        ],
+        config_name: "gobgpd.toml".into(),
+        config: c,
     }
 }
 
@@ -128,10 +364,11 @@ impl Device {
         let log = dir.join("device.log");
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let cfg_s = cfg.display().to_string();
+        let dir_s = dir.display().to_string();
         let args: Vec<String> = spec
             .args
             .iter()
-            .map(|a| a.replace("{config}", &cfg_s))
+            .map(|a| a.replace("{config}", &cfg_s).replace("{dir}", &dir_s))
             .collect();
         let mut cmd = Command::new(&spec.program);
         cmd.args(&args)

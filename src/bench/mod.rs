@@ -4,7 +4,9 @@
 //! * **fib** ([`fib`]): podbgp's kernel route writer against `ip -batch`, installing and
 //!   deleting N routes in a throw-away network namespace.
 //!
-//! Scenario **rr-fanin** (K × P → M): the device under test is a route reflector; K
+//! Scenario **rr-fanin** (K × P → M): the device under test (podbgp, BIRD 2, FRR's bgpd or
+//! GoBGP, see [`dut`]; `--device` lists them and `--runs` repeats the list) is a route
+//! reflector; K
 //! *injector* clients each announce P distinct IPv4 prefixes, M *monitor* clients count what
 //! the reflector sends them. Every client is an iBGP route-reflector client of the device, so
 //! the device reflects each injector's routes to all the other clients too: the injectors
@@ -19,8 +21,12 @@
 //! Method:
 //! * all UPDATEs are encoded before the device starts (as many NLRI per 4096-octet message as
 //!   fit, then End-of-RIB), so injecting costs a `write` per 256 KiB;
-//! * every session must be Established on the device before the clock starts: the device
-//!   sends End-of-RIB (RFC 4724) on each session once it is Established, and we wait for it;
+//! * every session must be Established on the device, and the device forwarding between
+//!   them, before the clock starts: once its handshake is done each injector announces one
+//!   probe route (198.51.100.(i+1)/32, outside the measured prefixes), and we wait until every
+//!   client holds every other injector's probe. This works for every speaker (BIRD, FRR and
+//!   GoBGP send no End-of-RIB unless graceful restart is negotiated), and a device only
+//!   reflects routes over Established sessions, so it is at least as strict as End-of-RIB;
 //! * the clock starts when the injectors are released and stops when the slowest monitor
 //!   holds all K × P distinct prefixes (`wall_s`); `converged_s` is when the injectors also
 //!   hold their (K−1) × P;
@@ -50,8 +56,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use dut::{Device, ProcSample};
-use peer::{Event, Identity, Receive, SessionId, Stats};
+use dut::{Device, DeviceKind, DeviceSpec, ProcSample};
+use peer::{Event, Identity, ReadyOn, Receive, SessionId, Stats};
 use plan::{DEVICE_ID, Expect, Plan, PrefixCounter};
 
 pub use fib::FibArgs;
@@ -83,7 +89,16 @@ pub struct RrFaninArgs {
     /// Counting clients (M).
     #[arg(long, default_value_t = 2)]
     pub monitors: u32,
-    /// Repetitions, each with a fresh device.
+    /// Devices under test, comma-separated; each run measures them in this order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "podbgp",
+        value_name = "LIST"
+    )]
+    pub device: Vec<DeviceKind>,
+    /// Repetitions of each device, interleaved (podbgp, bird, …, podbgp, bird, …), each with a
+    /// fresh device.
     #[arg(long, default_value_t = 1)]
     pub runs: u32,
     /// The podbgp binary to benchmark (default: this executable).
@@ -203,22 +218,59 @@ async fn rr_fanin(a: RrFaninArgs) -> anyhow::Result<()> {
     let mut plan = Plan::new(a.injectors, a.prefixes, a.monitors)?;
     plan.hold_time = a.hold_time;
     let mut results = Vec::new();
-    for run in 1..=a.runs {
-        let one = async {
-            if a.calibrate {
-                calibrate_once(&a, plan, run).await
-            } else {
-                device_once(&a, plan, run).await
+    // Resolve every device's program before the first run, so a missing one fails at once.
+    let mut devices: Vec<(DeviceKind, PathBuf)> = Vec::new();
+    if !a.calibrate {
+        anyhow::ensure!(!a.device.is_empty(), "--device needs at least one device");
+        for &kind in &a.device {
+            if devices.iter().any(|(k, _)| *k == kind) {
+                continue;
             }
+            let program = match kind {
+                DeviceKind::Podbgp => match &a.device_bin {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe().context("cannot find this executable")?,
+                },
+                _ => kind.find_program().with_context(|| {
+                    format!(
+                        "no {} program found (install the Debian package {})",
+                        kind.name(),
+                        kind.package()
+                    )
+                })?,
+            };
+            devices.push((kind, program));
+        }
+    }
+    let encoded = if a.calibrate {
+        None
+    } else {
+        Some(encode_all(&plan, "[setup]"))
+    };
+    for run in 1..=a.runs {
+        let per_run: Vec<Option<&(DeviceKind, PathBuf)>> = if a.calibrate {
+            vec![None]
+        } else {
+            devices.iter().map(Some).collect()
         };
-        // Dropping the run (Ctrl-C) drops its Device, which stops the process, and its
-        // JoinSet, which aborts every session task.
-        let r = tokio::select! {
-            r = one => r?,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-        };
-        println!("{}", r.json());
-        results.push(r);
+        for dev in per_run {
+            let one = async {
+                match (dev, &encoded) {
+                    (Some((kind, program)), Some(enc)) => {
+                        device_once(&a, plan, run, *kind, program, enc.clone()).await
+                    }
+                    _ => calibrate_once(&a, plan, run).await,
+                }
+            };
+            // Dropping the run (Ctrl-C) drops its Device, which stops the process, and its
+            // JoinSet, which aborts every session task.
+            let r = tokio::select! {
+                r = one => r?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            };
+            println!("{}", r.json());
+            results.push(r);
+        }
     }
     if !a.json {
         print_table(&results);
@@ -281,8 +333,14 @@ fn print_table(results: &[RunResult]) {
         thousands(first.messages as u64),
         first.bytes as f64 / 1e6
     );
-    if !first.command.is_empty() {
-        println!("device: {}", first.command);
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.device.as_str()) {
+            names.push(&r.device);
+            if !r.command.is_empty() {
+                println!("{}: {}", r.device, r.command);
+            }
+        }
     }
     let anomalies: u64 = results.iter().map(|r| r.anomalies).sum();
     if anomalies > 0 {
@@ -290,6 +348,102 @@ fn print_table(results: &[RunResult]) {
             "WARNING: {anomalies} withdrawn/unexpected/wrong-attribute/duplicate prefixes seen (see stderr)"
         );
     }
+    if names.len() > 1 || results.len() > 1 {
+        print_medians(results, &names);
+    }
+}
+
+/// Median of `v` (mean of the middle two for an even count); `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Per-device medians, then podbgp's median over the best (lowest) median of the others.
+fn print_medians(results: &[RunResult], names: &[&str]) {
+    #[derive(Clone, Copy)]
+    struct Med {
+        runs: usize,
+        wall: Option<f64>,
+        converged: Option<f64>,
+        cpu: Option<f64>,
+        cpu_total: Option<f64>,
+        rss_mib: Option<f64>,
+    }
+    let med = |name: &str| {
+        let rs: Vec<&RunResult> = results.iter().filter(|r| r.device == name).collect();
+        let of = |f: &dyn Fn(&RunResult) -> Option<f64>| {
+            median(rs.iter().filter_map(|r| f(r)).collect())
+        };
+        Med {
+            runs: rs.len(),
+            wall: of(&|r| Some(r.wall_s)),
+            converged: of(&|r| Some(r.converged_s)),
+            cpu: of(&|r| r.cpu_s),
+            cpu_total: of(&|r| r.cpu_total_s),
+            rss_mib: of(&|r| r.peak_rss_kib.map(|k| k as f64 / 1024.0)),
+        }
+    };
+    let meds: Vec<(&str, Med)> = names.iter().map(|n| (*n, med(n))).collect();
+    let opt = |x: Option<f64>, prec: usize| x.map_or("-".into(), |v| format!("{v:.prec$}"));
+    let total = results.first().map_or(0, |r| r.plan.total());
+    println!();
+    println!("medians per device:");
+    println!(
+        "{:<12} {:>4} {:>9} {:>12} {:>11} {:>8} {:>11} {:>13}",
+        "device",
+        "runs",
+        "wall_s",
+        "prefixes/s",
+        "converged_s",
+        "cpu_s",
+        "cpu_total_s",
+        "peak_rss_MiB"
+    );
+    for (name, m) in &meds {
+        println!(
+            "{:<12} {:>4} {:>9} {:>12} {:>11} {:>8} {:>11} {:>13}",
+            name,
+            m.runs,
+            opt(m.wall, 4),
+            m.wall.map_or("-".into(), |w| thousands(
+                (f64::from(total) / w).round() as u64
+            )),
+            opt(m.converged, 4),
+            opt(m.cpu, 2),
+            opt(m.cpu_total, 2),
+            opt(m.rss_mib, 1),
+        );
+    }
+    let Some((_, ours)) = meds.iter().find(|(n, _)| *n == "podbgp") else {
+        return;
+    };
+    let others: Vec<&(&str, Med)> = meds.iter().filter(|(n, _)| *n != "podbgp").collect();
+    if others.is_empty() {
+        return;
+    }
+    // podbgp / the lowest median among the other devices (below 1: podbgp is better).
+    let ratio = |f: &dyn Fn(&Med) -> Option<f64>| -> String {
+        let best = others
+            .iter()
+            .filter_map(|(n, m)| f(m).map(|v| (*n, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        match (f(ours), best) {
+            (Some(a), Some((n, b))) if b > 0.0 => format!("{:.2}x (best other: {n})", a / b),
+            _ => "-".into(),
+        }
+    };
+    println!(
+        "podbgp / best other: wall_s {}, cpu_s {}, peak_rss {}",
+        ratio(&|m| m.wall),
+        ratio(&|m| m.cpu),
+        ratio(&|m| m.rss_mib)
+    );
 }
 
 fn thousands(n: u64) -> String {
@@ -377,7 +531,8 @@ impl Sessions {
         stream: tokio::net::TcpStream,
         buf: BytesMut,
         receive: Receive,
-        ready_now: bool,
+        ready_on: ReadyOn,
+        probe: Option<Bytes>,
         chunks: Vec<Bytes>,
     ) {
         let (rd, wr) = stream.into_split();
@@ -388,7 +543,7 @@ impl Sessions {
             rd,
             buf,
             receive,
-            ready_now,
+            ready_on,
             st.clone(),
             self.ev_tx.clone(),
         ));
@@ -396,6 +551,7 @@ impl Sessions {
             id,
             me,
             wr,
+            probe,
             chunks,
             self.start.subscribe(),
             st,
@@ -422,7 +578,7 @@ impl Sessions {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => bail!(
-                    "{} of {} sessions not ready (no End-of-RIB) after 30 s",
+                    "{} of {} sessions not ready (probe routes not all reflected) after 30 s",
                     ready.iter().filter(|r| !**r).count(),
                     ready.len()
                 ),
@@ -604,8 +760,8 @@ struct RunDir {
 }
 
 impl RunDir {
-    fn new(run: u32) -> anyhow::Result<RunDir> {
-        let path = std::env::temp_dir().join(format!("podbgp-bench-{}-{run}", std::process::id()));
+    fn new(tag: &str) -> anyhow::Result<RunDir> {
+        let path = std::env::temp_dir().join(format!("podbgp-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(RunDir { path, keep: false })
@@ -620,16 +776,37 @@ impl Drop for RunDir {
     }
 }
 
-async fn device_once(a: &RrFaninArgs, plan: Plan, run: u32) -> anyhow::Result<RunResult> {
-    let label = format!("[run {run}/{}]", a.runs);
-    let (chunks, messages, bytes) = encode_all(&plan, &label);
+/// The specification of `kind` listening on `listen`.
+fn device_spec(
+    kind: DeviceKind,
+    program: PathBuf,
+    listen: SocketAddr,
+    plan: &Plan,
+) -> anyhow::Result<DeviceSpec> {
+    Ok(match kind {
+        DeviceKind::Podbgp => dut::podbgp_device(program, listen, plan),
+        DeviceKind::Bird => dut::bird_device(program, listen, plan),
+        DeviceKind::Frr => dut::frr_device(program, listen, plan),
+        DeviceKind::Gobgp => dut::gobgp_device(program, listen, dut::free_port()?, plan),
+    })
+}
+
+/// Pre-encoded UPDATEs of every injector, with their message and byte counts.
+type Encoded = (Vec<Vec<Bytes>>, usize, usize);
+
+async fn device_once(
+    a: &RrFaninArgs,
+    plan: Plan,
+    run: u32,
+    kind: DeviceKind,
+    program: &std::path::Path,
+    encoded: Encoded,
+) -> anyhow::Result<RunResult> {
+    let label = format!("[run {run}/{} {}]", a.runs, kind.name());
+    let (chunks, messages, bytes) = encoded;
     let listen = SocketAddr::from(([127, 0, 0, 1], dut::free_port()?));
-    let bin = match &a.device_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find this executable")?,
-    };
-    let spec = dut::podbgp_device(bin, listen, &plan);
-    let mut dir = RunDir::new(run)?;
+    let spec = device_spec(kind, program.to_path_buf(), listen, &plan)?;
+    let mut dir = RunDir::new(&format!("{run}-{}", kind.name()))?;
     let t = Instant::now();
     let mut dev = Some(Device::spawn(&spec, &dir.path)?);
     let command = dev.as_ref().map(|d| d.command.clone()).unwrap_or_default();
@@ -654,7 +831,7 @@ async fn device_once(a: &RrFaninArgs, plan: Plan, run: u32) -> anyhow::Result<Ru
                 router_id: plan.injector_id(i),
                 hold_time: plan.hold_time,
             };
-            plans.push((me, Receive::Drain { expect }, ch));
+            plans.push((me, Receive::Drain { expect, plan }, ch));
         }
         for j in 0..plan.monitors {
             s.add(Role::Monitor, total);
@@ -712,11 +889,20 @@ async fn device_once(a: &RrFaninArgs, plan: Plan, run: u32) -> anyhow::Result<Ru
         }
         for (id, ((me, receive, ch), conn)) in plans.into_iter().zip(streams).enumerate() {
             let (st, buf) = conn.context("missing session")?;
-            s.spawn_io(id, me, st, buf, receive, false, ch);
+            // Ready once the other injectors' probes arrived; an injector's own probe reaching
+            // the monitors shows its session is up.
+            let (ready_on, probe) = match me.name {
+                "injector" => (
+                    ReadyOn::Probes(plan.injectors - 1),
+                    Some(plan::encode_probe(&plan, me.index)),
+                ),
+                _ => (ReadyOn::Probes(plan.injectors), None),
+            };
+            s.spawn_io(id, me, st, buf, receive, ready_on, probe, ch);
         }
         s.wait_ready(&mut dev).await?;
         eprintln!(
-            "{label} {} sessions Established on the device (End-of-RIB received) {:.2} s after start; releasing the injectors",
+            "{label} {} sessions up (every probe route reflected to every client) {:.2} s after start; releasing the injectors",
             s.roles.len(),
             t.elapsed().as_secs_f64()
         );
@@ -838,7 +1024,8 @@ async fn calibrate_once(a: &RrFaninArgs, plan: Plan, run: u32) -> anyhow::Result
                 st,
                 buf,
                 Receive::Count { counter, expect },
-                true,
+                ReadyOn::Now,
+                None,
                 Vec::new(),
             );
             let _ = s.ev_tx.send(Event::Ready(id));
@@ -850,7 +1037,8 @@ async fn calibrate_once(a: &RrFaninArgs, plan: Plan, run: u32) -> anyhow::Result
                 hold_time: plan.hold_time,
             };
             let ch = chunks[id].take().unwrap_or_default();
-            s.spawn_io(id, me, st, buf, Receive::Drain { expect: 0 }, false, ch);
+            let receive = Receive::Drain { expect: 0, plan };
+            s.spawn_io(id, me, st, buf, receive, ReadyOn::EndOfRib, None, ch);
         }
     }
     let mut none = None;

@@ -29,8 +29,7 @@ pub type SessionId = usize;
 /// What sessions tell the run.
 #[derive(Debug)]
 pub enum Event {
-    /// The session is usable: End-of-RIB received from the device (so the device has the
-    /// session Established), or, for a calibration sink, the handshake completed.
+    /// The session is usable (see [`ReadyOn`]).
     Ready(SessionId),
     /// Everything this session was to receive has arrived.
     RxDone(SessionId, Instant),
@@ -172,11 +171,24 @@ pub async fn handshake(
         .with_context(|| format!("{me}: handshake"))
 }
 
+/// When a reader reports its session [`Event::Ready`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyOn {
+    /// At once, without an event (calibration sinks, which report it themselves).
+    Now,
+    /// On the first End-of-RIB (calibration injectors: the sink sends one).
+    EndOfRib,
+    /// Once this many distinct probe prefixes arrived (reflected by the device from the
+    /// other injectors; 0: at once). Every speaker reflects them, End-of-RIB or not, and
+    /// only over Established sessions.
+    Probes(u32),
+}
+
 /// What the reader does with UPDATEs.
 pub enum Receive {
     /// Walk the NLRI field only and count prefixes (injectors: they only drain); done after
-    /// `expect` announced prefixes (duplicates included).
-    Drain { expect: u64 },
+    /// `expect` announced prefixes (duplicates included). `plan` tells the probes apart.
+    Drain { expect: u64, plan: plan::Plan },
     /// Decode every UPDATE and count distinct prefixes of the plan; done at `expect`.
     Count {
         counter: Box<PrefixCounter>,
@@ -184,8 +196,8 @@ pub enum Receive {
     },
 }
 
-/// The reader task: frames everything, reports Ready on the first End-of-RIB (unless
-/// `ready_now`), and RxDone once the expected count is reached; then keeps draining.
+/// The reader task: frames everything, reports Ready as `ready_on` says, and RxDone once the
+/// expected count is reached; then keeps draining. Probe prefixes are not counted.
 #[allow(clippy::too_many_arguments)]
 pub async fn read_loop(
     id: SessionId,
@@ -193,16 +205,26 @@ pub async fn read_loop(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
     mut mode: Receive,
-    ready_now: bool,
+    ready_on: ReadyOn,
     stats: Arc<Stats>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let cx = plan::client_codec();
-    let mut ready = ready_now;
+    let mut ready = ready_on == ReadyOn::Now;
+    if ready_on == ReadyOn::Probes(0) {
+        ready = true;
+        let _ = events.send(Event::Ready(id));
+    }
+    let want_probes = match ready_on {
+        ReadyOn::Probes(n) => Some(n),
+        _ => None,
+    };
+    // Injectors' probes seen while waiting (counting receivers keep theirs in the counter).
+    let mut probes = plan::ProbeSet::default();
     let mut done = false;
     let mut check_done = |mode: &Receive, stats: &Stats| {
         let (have, expect) = match mode {
-            Receive::Drain { expect } => (stats.rx_prefixes.load(Ordering::Relaxed), *expect),
+            Receive::Drain { expect, .. } => (stats.rx_prefixes.load(Ordering::Relaxed), *expect),
             Receive::Count { counter, expect } => (counter.distinct, *expect),
         };
         if !done && expect > 0 && have >= expect {
@@ -229,9 +251,33 @@ pub async fn read_loop(
             stats.rx_messages.fetch_add(1, Ordering::Relaxed);
             match frame[18] {
                 2 => match &mut mode {
+                    // Until ready, decode in full to tell the probes from the plan's prefixes
+                    // (little traffic then); after, only walk the NLRI field.
+                    Receive::Drain { plan, .. } if !ready && want_probes.is_some() => {
+                        match wire::decode_message(frame, &cx) {
+                            Ok(Message::Update(u)) => {
+                                let mut announced = 0;
+                                for n in &u.nlri {
+                                    match n.prefix {
+                                        ipnet::IpNet::V4(p) if plan.probe_index(&p).is_some() => {
+                                            probes.insert(plan.probe_index(&p).unwrap_or(0));
+                                        }
+                                        _ => announced += 1,
+                                    }
+                                }
+                                stats.rx_prefixes.fetch_add(announced, Ordering::Relaxed);
+                                if want_probes.is_some_and(|n| probes.len() >= n) {
+                                    ready = true;
+                                    let _ = events.send(Event::Ready(id));
+                                }
+                            }
+                            Ok(m) => return fail(format!("expected UPDATE, decoded {m:?}")),
+                            Err(e) => return fail(format!("bad UPDATE from the device: {e}")),
+                        }
+                    }
                     Receive::Drain { .. } => match plan::raw_count(frame) {
                         Some(rc) => {
-                            if rc.end_of_rib && !ready {
+                            if rc.end_of_rib && !ready && ready_on == ReadyOn::EndOfRib {
                                 ready = true;
                                 let _ = events.send(Event::Ready(id));
                             }
@@ -242,12 +288,17 @@ pub async fn read_loop(
                     Receive::Count { counter, .. } => match wire::decode_message(frame, &cx) {
                         Ok(Message::Update(u)) => {
                             if u.end_of_rib().is_some() {
-                                if !ready {
+                                if !ready && ready_on == ReadyOn::EndOfRib {
                                     ready = true;
                                     let _ = events.send(Event::Ready(id));
                                 }
                             } else {
                                 counter.update(&u);
+                                if !ready && want_probes.is_some_and(|n| counter.probes.len() >= n)
+                                {
+                                    ready = true;
+                                    let _ = events.send(Event::Ready(id));
+                                }
                                 stats.rx_prefixes.store(counter.distinct, Ordering::Relaxed);
                                 stats
                                     .duplicates
@@ -290,12 +341,15 @@ pub async fn read_loop(
     }
 }
 
-/// The writer task: waits for the start signal, writes `chunks`, reports TxDone, then sends a
-/// KEEPALIVE every hold/3 seconds. With no chunks it only keeps the session alive.
+/// The writer task: writes `probe` at once, waits for the start signal, writes `chunks`,
+/// reports TxDone, then sends a KEEPALIVE every hold/3 seconds. With no chunks it only keeps
+/// the session alive.
+#[allow(clippy::too_many_arguments)]
 pub async fn write_loop(
     id: SessionId,
     me: Identity,
     mut wr: OwnedWriteHalf,
+    probe: Option<Bytes>,
     chunks: Vec<Bytes>,
     mut start: watch::Receiver<bool>,
     stats: Arc<Stats>,
@@ -304,6 +358,11 @@ pub async fn write_loop(
     let fail = |e: std::io::Error| {
         let _ = events.send(Event::Failed(format!("{me}: write: {e}")));
     };
+    if let Some(p) = probe
+        && let Err(e) = wr.write_all(&p).await
+    {
+        return fail(e);
+    }
     if !chunks.is_empty() {
         if start.wait_for(|s| *s).await.is_err() {
             return;

@@ -17,6 +17,10 @@ use crate::wire::{
 
 /// First address of the prefix space.
 const BASE: u32 = 10 << 24;
+/// First address of the probe prefixes (198.51.100.0/24, TEST-NET-2): injector `i` announces
+/// 198.51.100.(i+1)/32 before the clock starts, to show its session and every other client's
+/// are Established on the device and the device forwards between them.
+const PROBE_BASE: u32 = u32::from_be_bytes([198, 51, 100, 0]);
 /// Bytes of complete messages per write (message-aligned so KEEPALIVEs can follow a chunk).
 const CHUNK: usize = 256 * 1024;
 
@@ -98,6 +102,21 @@ impl Plan {
         (g < self.total()).then_some(g)
     }
 
+    /// Probe prefix of injector `i`: 198.51.100.(i+1)/32.
+    pub fn probe_prefix(&self, i: u32) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::from(PROBE_BASE + 1 + i), 32).unwrap_or_default()
+    }
+
+    /// The injector whose probe `p` is, if it is one.
+    #[inline]
+    pub fn probe_index(&self, p: &Ipv4Net) -> Option<u32> {
+        if p.prefix_len() != 32 {
+            return None;
+        }
+        let i = u32::from(p.addr()).checked_sub(PROBE_BASE + 1)?;
+        (i < self.injectors).then_some(i)
+    }
+
     /// Source address of injector `i` (0-based): 127.0.0.(11 + i).
     pub fn injector_addr(&self, i: u32) -> Ipv4Addr {
         Ipv4Addr::new(127, 0, 0, 11 + i as u8)
@@ -128,10 +147,8 @@ pub struct Injection {
     pub bytes: usize,
 }
 
-/// Pre-encodes injector `i`'s announcements: ORIGIN IGP, empty AS_PATH, NEXT_HOP
-/// 198.18.1.(i+1), LOCAL_PREF 100, as many NLRI per 4096-octet UPDATE as fit, then End-of-RIB.
-pub fn encode_injection(plan: &Plan, i: u32) -> Injection {
-    let cx = client_codec();
+/// Injector `i`'s path attributes, encoded for a client session.
+fn injector_attrs(plan: &Plan, i: u32) -> BytesMut {
     let attrs = PathAttrs {
         origin: Some(Origin::Igp),
         as_path: Some(AsPath::default()),
@@ -140,7 +157,31 @@ pub fn encode_injection(plan: &Plan, i: u32) -> Injection {
         ..PathAttrs::default()
     };
     let mut encoded = BytesMut::with_capacity(64);
-    wire::encode_path_attrs(&attrs, &cx, &mut encoded);
+    wire::encode_path_attrs(&attrs, &client_codec(), &mut encoded);
+    encoded
+}
+
+/// The UPDATE announcing injector `i`'s probe prefix, with the attributes of its other
+/// prefixes; sent once the session is up, before the clock starts.
+pub fn encode_probe(plan: &Plan, i: u32) -> Bytes {
+    let nlri = [Nlri::from(IpNet::V4(plan.probe_prefix(i)))];
+    let mut msgs = Vec::with_capacity(1);
+    wire::pack_announce(
+        &client_codec(),
+        &injector_attrs(plan, i),
+        Family::IPV4_UNICAST,
+        None,
+        &nlri,
+        &mut msgs,
+    );
+    msgs.concat().into()
+}
+
+/// Pre-encodes injector `i`'s announcements: ORIGIN IGP, empty AS_PATH, NEXT_HOP
+/// 198.18.1.(i+1), LOCAL_PREF 100, as many NLRI per 4096-octet UPDATE as fit, then End-of-RIB.
+pub fn encode_injection(plan: &Plan, i: u32) -> Injection {
+    let cx = client_codec();
+    let encoded = injector_attrs(plan, i);
     let first = i * plan.prefixes;
     let nlri: Vec<Nlri> = (first..first + plan.prefixes)
         .map(|g| Nlri::from(IpNet::V4(plan.prefix(g))))
@@ -192,6 +233,24 @@ pub struct PrefixCounter {
     pub unexpected: u64,
     /// Prefixes of the plan whose attributes were not the expected ones.
     pub mismatched: u64,
+    /// Probe prefixes received, a bit per injector.
+    pub probes: ProbeSet,
+}
+
+/// The probe prefixes a receiver has seen, a bit per injector (at most 89).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeSet(u128);
+
+impl ProbeSet {
+    pub fn insert(&mut self, i: u32) {
+        if i < 128 {
+            self.0 |= 1 << i;
+        }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.0.count_ones()
+    }
 }
 
 impl PrefixCounter {
@@ -205,6 +264,7 @@ impl PrefixCounter {
             withdrawn: 0,
             unexpected: 0,
             mismatched: 0,
+            probes: ProbeSet::default(),
         }
     }
 
@@ -232,7 +292,13 @@ impl PrefixCounter {
         for (list, nh) in fields.into_iter().chain(mp) {
             for n in list {
                 let g = match n.prefix {
-                    IpNet::V4(p) => self.plan.index(&p),
+                    IpNet::V4(p) => match self.plan.probe_index(&p) {
+                        Some(i) => {
+                            self.probes.insert(i);
+                            continue;
+                        }
+                        None => self.plan.index(&p),
+                    },
                     IpNet::V6(_) => None,
                 };
                 let Some(g) = g else {

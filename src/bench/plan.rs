@@ -28,6 +28,8 @@ const CHUNK: usize = 256 * 1024;
 pub const ASN: u32 = 64512;
 /// The device's router id and cluster id.
 pub const DEVICE_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Most monitors a plan can have (sources up to 127.0.4.x, router ids up to 198.18.5.x).
+pub const MAX_MONITORS: u32 = 1000;
 /// Default hold time of the device and the clients.
 pub const HOLD_TIME: u16 = 90;
 
@@ -61,8 +63,9 @@ impl Plan {
             "--injectors must be 1..=89 (sources 127.0.0.11..=127.0.0.99)"
         );
         anyhow::ensure!(
-            (0..=154).contains(&monitors),
-            "--monitors must be 0..=154 (sources 127.0.0.101..=127.0.0.254)"
+            (0..=MAX_MONITORS).contains(&monitors),
+            "--monitors must be 0..={MAX_MONITORS} (sources 127.0.0.101..=127.0.0.254, then \
+             127.0.1.1 and up)"
         );
         anyhow::ensure!(prefixes >= 1, "--prefixes must be at least 1");
         let total = u64::from(injectors) * u64::from(prefixes);
@@ -127,14 +130,19 @@ impl Plan {
         Ipv4Addr::new(198, 18, 1, 1 + i as u8)
     }
 
-    /// Source address of monitor `j` (0-based): 127.0.0.(101 + j).
+    /// Source address of monitor `j` (0-based): 127.0.0.(101 + j) for the first 154, then
+    /// 127.0.1.1 … 127.0.1.254, 127.0.2.1, … (loopback: any 127/8 address binds).
     pub fn monitor_addr(&self, j: u32) -> Ipv4Addr {
-        Ipv4Addr::new(127, 0, 0, 101 + j as u8)
+        if j < 154 {
+            return Ipv4Addr::new(127, 0, 0, 101 + j as u8);
+        }
+        let k = j - 154;
+        Ipv4Addr::new(127, 0, 1 + (k / 254) as u8, 1 + (k % 254) as u8)
     }
 
-    /// Router id of monitor `j`: 198.18.2.(1 + j).
+    /// Router id of monitor `j`: 198.18.2.(1 + j) for the first 254, then 198.18.3.1, ….
     pub fn monitor_id(&self, j: u32) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, 2, 1 + j as u8)
+        Ipv4Addr::new(198, 18, 2 + (j / 254) as u8, 1 + (j % 254) as u8)
     }
 }
 
@@ -367,6 +375,36 @@ mod tests {
         assert_eq!(Plan::new(10, 100_000, 2).unwrap().prefix_len, 28);
         assert_eq!(Plan::new(1, 1 << 24, 1).unwrap().prefix_len, 32);
         assert!(Plan::new(2, 1 << 24, 1).is_err());
+    }
+
+    #[test]
+    fn monitor_addresses_are_distinct() {
+        let p = Plan::new(89, 10, MAX_MONITORS).unwrap();
+        let mut addrs = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..p.injectors {
+            assert!(addrs.insert(p.injector_addr(i)));
+            assert!(ids.insert(p.injector_id(i)));
+        }
+        for j in 0..p.monitors {
+            let a = p.monitor_addr(j);
+            assert!(a.is_loopback() && a != Ipv4Addr::new(127, 0, 0, 1), "{a}");
+            assert!(addrs.insert(a), "{a}");
+            assert!(ids.insert(p.monitor_id(j)), "{}", p.monitor_id(j));
+        }
+        assert!(!ids.contains(&DEVICE_ID));
+        assert!(Plan::new(1, 1, MAX_MONITORS + 1).is_err());
+    }
+
+    #[test]
+    fn probes_are_not_plan_prefixes() {
+        let p = Plan::new(89, 100, 1).unwrap();
+        for i in 0..p.injectors {
+            let q = p.probe_prefix(i);
+            assert_eq!(p.probe_index(&q), Some(i));
+            assert_eq!(p.index(&q), None);
+        }
+        assert_eq!(p.probe_index(&p.prefix(0)), None);
     }
 
     #[test]

@@ -247,8 +247,11 @@ pub fn frr_device(program: PathBuf, listen: SocketAddr, plan: &Plan) -> DeviceSp
     }
 }
 
-/// GoBGP: `gobgpd -f <toml> -p --api-hosts 127.0.0.1:<api_port> -l warn` (`-p`: no pprof
-/// listener). Every client a passive route-reflector client with cluster id 198.18.0.1.
+/// GoBGP: `gobgpd -f <toml> -t toml -p --pprof-disable --api-hosts 127.0.0.1:<api_port>
+/// -l warn` (`-p`: plain-text log; no pprof listener; the gRPC API on a free port). Every
+/// client a passive route-reflector client with cluster id 198.18.0.1. gobgpd accepts
+/// connections before it has added every neighbor and closes those it does not know yet; the
+/// clients retry.
 pub fn gobgp_device(
     program: PathBuf,
     listen: SocketAddr,
@@ -296,6 +299,7 @@ pub fn gobgp_device(
             "-t".into(),
             "toml".into(),
             "-p".into(),
+            "--pprof-disable".into(),
             "--api-hosts".into(),
             format!("127.0.0.1:{api_port}"),
             "-l".into(),

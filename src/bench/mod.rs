@@ -218,6 +218,7 @@ async fn rr_fanin(a: RrFaninArgs) -> anyhow::Result<()> {
     let mut plan = Plan::new(a.injectors, a.prefixes, a.monitors)?;
     plan.hold_time = a.hold_time;
     let mut results = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     // Resolve every device's program before the first run, so a missing one fails at once.
     let mut devices: Vec<(DeviceKind, PathBuf)> = Vec::new();
     if !a.calibrate {
@@ -265,15 +266,33 @@ async fn rr_fanin(a: RrFaninArgs) -> anyhow::Result<()> {
             // Dropping the run (Ctrl-C) drops its Device, which stops the process, and its
             // JoinSet, which aborts every session task.
             let r = tokio::select! {
-                r = one => r?,
+                r = one => r,
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             };
-            println!("{}", r.json());
-            results.push(r);
+            match r {
+                Ok(r) => {
+                    println!("{}", r.json());
+                    results.push(r);
+                }
+                // With several devices, one that fails (or times out) does not stop the others.
+                Err(e) if devices.len() > 1 => {
+                    let name = dev.map_or("calibration", |(k, _)| k.name());
+                    eprintln!("[run {run}/{} {name}] FAILED: {e:#}", a.runs);
+                    failed.push(format!("run {run} {name}: {e:#}"));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     if !a.json {
         print_table(&results);
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of the runs failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
     }
     Ok(())
 }
@@ -817,7 +836,8 @@ async fn device_once(
 
     let result = async {
         let mut s = Sessions::new();
-        let connect_deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: FRR takes seconds to bring up 200 passive sessions.
+        let connect_deadline = Instant::now() + Duration::from_secs(60);
         let mut setup = JoinSet::new();
         let total = u64::from(plan.total());
         let mut plans: Vec<(Identity, Receive, Vec<Bytes>)> = Vec::new();
@@ -856,9 +876,8 @@ async fn device_once(
                 _ => plan.monitor_addr(me.index),
             };
             setup.spawn(async move {
-                let mut st = peer::connect_from(local, listen, connect_deadline).await?;
-                let mut buf = BytesMut::with_capacity(256 * 1024);
-                peer::handshake(&mut st, &me, &mut buf).await?;
+                let (st, buf) =
+                    peer::connect_and_handshake(local, listen, &me, connect_deadline).await?;
                 anyhow::Ok((id, st, buf))
             });
         }
@@ -927,8 +946,16 @@ async fn device_once(
     let log = log_path
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())
         .unwrap_or_default();
-    if !log.trim().is_empty() {
-        eprintln!("{label} device log:\n{}", log.trim_end());
+    let lines: Vec<&str> = log.trim_end().lines().collect();
+    if !lines.is_empty() {
+        // FRR without zebra logs an error per next-hop registration: show the tail only.
+        let shown = &lines[lines.len().saturating_sub(10)..];
+        eprintln!(
+            "{label} device log ({} lines, last {}):\n{}",
+            lines.len(),
+            shown.len(),
+            shown.join("\n")
+        );
     }
     let r = RunResult {
         run,

@@ -96,6 +96,35 @@ pub async fn connect_from(
     }
 }
 
+/// [`connect_from`] then [`handshake`], starting over while `deadline` has not passed when the
+/// device closes or resets the connection or refuses the session: a device may accept
+/// connections before it has read every neighbor from its configuration (GoBGP does).
+pub async fn connect_and_handshake(
+    local: Ipv4Addr,
+    remote: SocketAddr,
+    me: &Identity,
+    deadline: Instant,
+) -> anyhow::Result<(TcpStream, BytesMut)> {
+    loop {
+        let mut st = connect_from(local, remote, deadline).await?;
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        match handshake(&mut st, me, &mut buf).await {
+            Ok(_) => return Ok((st, buf)),
+            Err(e) if Instant::now() < deadline => {
+                drop(st);
+                note_retry(me, &e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One line on stderr per retried handshake (rare: only while a device starts up).
+fn note_retry(me: &Identity, e: &anyhow::Error) {
+    eprintln!("{me}: handshake failed ({e:#}); retrying");
+}
+
 fn our_open(me: &Identity) -> Bytes {
     let open = Message::Open(Open {
         version: 4,

@@ -289,7 +289,11 @@ pub async fn read_loop(
                                 for n in &u.nlri {
                                     match n.prefix {
                                         ipnet::IpNet::V4(p) if plan.probe_index(&p).is_some() => {
-                                            probes.insert(plan.probe_index(&p).unwrap_or(0));
+                                            // Not its own probe, should a device send it back.
+                                            match plan.probe_index(&p) {
+                                                Some(i) if i != me.index => probes.insert(i),
+                                                _ => {}
+                                            }
                                         }
                                         _ => announced += 1,
                                     }

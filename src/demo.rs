@@ -144,6 +144,7 @@ pub async fn run() -> anyhow::Result<()> {
                 ..DeriveOptions::default()
             },
             api: Some(ApiListen::Unix(sock.clone())),
+            api_tls: None,
             adjust: Some(Box::new(move |v| {
                 // Peers connect to the port of the node they dial: use the free port everywhere.
                 if let Some(g) = v.bgp_configs.get_mut("default") {
@@ -161,6 +162,7 @@ pub async fn run() -> anyhow::Result<()> {
             })),
             // The demo runs in the caller's namespace: it never writes kernel routes.
             fib: None,
+            metrics: None,
         })
         .await?;
         println!("{name}: API at {}", sock.display());

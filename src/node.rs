@@ -7,6 +7,7 @@
 //! ([`CalicoPolicy`], from the IP pools) is installed with the first configuration and
 //! replaced whenever the pools change.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::datastore::{
 };
 use crate::driver::{Driver, DriverHandle, FibSetup};
 use crate::fib::{FibConfig, FibContext, NetlinkFib};
+use crate::metrics::{MetricsHandle, MetricsServer};
 
 /// How to start a node.
 pub struct NodeOptions {
@@ -30,12 +32,17 @@ pub struct NodeOptions {
     pub node: String,
     pub derive: DeriveOptions,
     pub api: Option<ApiListen>,
+    /// TLS for a TCP API listener.
+    pub api_tls: Option<crate::api::ApiTls>,
     /// Edits applied to every view before derivation (the demo's free-port override).
     pub adjust: Option<ViewAdjust>,
     /// Edits applied to every derived configuration (the demo's next-hop rewrite).
     pub finish: Option<DerivedAdjust>,
     /// Kernel route installation; `None` installs nothing.
     pub fib: Option<FibOptions>,
+    /// Where to serve Prometheus metrics and the HTTP probes (`/metrics`, `/livez`,
+    /// `/readyz`); `None` serves nothing.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// How a node installs routes into the kernel (issue 5, calico-bgp.md §4).
@@ -101,8 +108,12 @@ pub struct RunningNode {
     /// The configuration in force (the last one derived).
     pub derived: watch::Receiver<Option<Derived>>,
     pub task: JoinHandle<Result<(), crate::driver::DriverError>>,
+    /// Where the metrics endpoint listens (port 0 resolved), when it does.
+    pub metrics_addr: Option<SocketAddr>,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
     api_task: Option<JoinHandle<Result<(), crate::api::ApiError>>>,
+    metrics_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    metrics_task: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -125,6 +136,12 @@ impl RunningNode {
                 Ok(Ok(())) => {}
             }
         }
+        if let Some(s) = self.metrics_stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.metrics_task.take() {
+            let _ = t.await;
+        }
         r.context("driver task")?.context("driver")?;
         Ok(())
     }
@@ -139,10 +156,16 @@ fn source(spec: &DatastoreSpec) -> anyhow::Result<mpsc::Receiver<ViewEvent>> {
 
 /// Starts a node and returns once its sessions are configured.
 pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
+    // Bound first: a bad address fails the start, before any session.
+    let metrics = match opts.metrics {
+        Some(addr) => Some(MetricsServer::bind(addr).await?),
+        None => None,
+    };
     let mut rx = source(&opts.datastore)?;
     let mut follower = Follower::new(opts.node.clone(), opts.derive.clone());
     follower.adjust = opts.adjust;
     follower.finish = opts.finish;
+    let datastore_stats = follower.watch_stats();
     let fatal_at_start = matches!(opts.datastore, DatastoreSpec::File(_));
 
     // Initial sync: the first complete view, and a configuration derived from it.
@@ -223,17 +246,39 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
             clock: Clock::now(),
         };
         info!(%listen, "API listening");
-        api_task = Some(tokio::spawn(crate::api::serve(listen, api, async {
+        api_task = Some(tokio::spawn(crate::api::serve_with_tls(
+            listen,
+            opts.api_tls.clone(),
+            api,
+            async {
+                let _ = stop_rx.await;
+            },
+        )));
+        api_stop = Some(stop_tx);
+    }
+    let (mut metrics_stop, mut metrics_task, mut metrics_addr) = (None, None, None);
+    if let Some(server) = metrics {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let m = MetricsHandle {
+            requests: handle.api.clone(),
+            datastore: Some(datastore_stats),
+            clock: Clock::now(),
+        };
+        metrics_addr = server.local_addr();
+        metrics_task = Some(tokio::spawn(server.serve(m, async {
             let _ = stop_rx.await;
         })));
-        api_stop = Some(stop_tx);
+        metrics_stop = Some(stop_tx);
     }
     let task = tokio::spawn(driver.run());
     Ok(RunningNode {
         driver: handle,
         derived: derived_rx,
         task,
+        metrics_addr,
         api_stop,
         api_task,
+        metrics_stop,
+        metrics_task,
     })
 }

@@ -20,8 +20,8 @@ use podbgp::cli::{
 use podbgp::config::{PeerOrigin, PeerRole};
 use podbgp::session::State;
 use podbgp::speaker::{
-    Command, FamilyCounters, PeerView, Query, QueryError, RouteView, SpeakerEvent, SpeakerView,
-    TableKind, View,
+    Command, FamilyCounters, FibCounters, KernelNextHop, KernelRouteKind, KernelRouteView,
+    PeerView, Query, QueryError, RouteView, SpeakerEvent, SpeakerView, TableKind, View,
 };
 use podbgp::wire::{Family, Origin};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -147,6 +147,7 @@ fn routes() -> Vec<RouteView> {
             best: true,
             reason: "only-path".into(),
             stale: false,
+            kernel: None,
         },
         RouteView {
             prefix: "10.244.2.0/26".parse().unwrap(),
@@ -162,7 +163,43 @@ fn routes() -> Vec<RouteView> {
             best: true,
             reason: "local".into(),
             stale: false,
+            kernel: None,
         },
+    ]
+}
+
+/// The kernel table as the driver answers it: a route via a peer and a blackhole.
+fn fib_routes() -> Vec<RouteView> {
+    let kernel_route = |prefix: &str, kind, hops: Vec<KernelNextHop>| RouteView {
+        prefix: prefix.parse().unwrap(),
+        next_hops: hops.iter().map(|h| h.gateway).collect(),
+        peer: None,
+        as_path: vec![],
+        origin: None,
+        med: None,
+        local_pref: None,
+        communities: vec![],
+        originator_id: None,
+        cluster_list: vec![],
+        best: true,
+        reason: String::new(),
+        stale: false,
+        kernel: Some(KernelRouteView {
+            kind,
+            next_hops: hops,
+        }),
+    };
+    vec![
+        kernel_route(
+            "10.244.1.0/26",
+            KernelRouteKind::Unicast,
+            vec![KernelNextHop {
+                gateway: ip("10.0.0.2"),
+                device: Some("tunl0".into()),
+                onlink: true,
+            }],
+        ),
+        kernel_route("10.244.2.0/26", KernelRouteKind::Blackhole, vec![]),
     ]
 }
 
@@ -178,6 +215,13 @@ fn speaker_view(clock: &Clock) -> SpeakerView {
         decision_runs: 7,
         updates_received: 8,
         updates_sent: 9,
+        fib: Some(FibCounters {
+            installed: 2,
+            adds: 3,
+            deletes: 1,
+            repairs: 1,
+            ..FibCounters::default()
+        }),
     }
 }
 
@@ -203,6 +247,16 @@ async fn responder(
                         peer: None,
                         ..
                     } => Err(QueryError::PeerRequired(table)),
+                    Query::Routes {
+                        table: TableKind::Fib,
+                        prefix,
+                        ..
+                    } => Ok(View::Routes(
+                        fib_routes()
+                            .into_iter()
+                            .filter(|r| prefix.is_none_or(|p| p == r.prefix))
+                            .collect(),
+                    )),
                     Query::Routes { prefix, .. } => Ok(View::Routes(
                         routes()
                             .into_iter()
@@ -481,6 +535,36 @@ async fn routes_json_and_errors() {
     .await;
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].prefix, "10.244.2.0/26");
+    let k = one[0]
+        .kernel
+        .as_ref()
+        .expect("a FIB entry carries its kernel route");
+    assert_eq!(k.route_type, "blackhole");
+    assert!(k.next_hops.is_empty());
+    assert_eq!(all[0].kernel, None);
+
+    let (_, out, _) = run(routes_cmd(TableArg::Fib, None, None), &d.target()).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v[0]["kernel"],
+        serde_json::json!({"type": "unicast", "rtm_type": null,
+            "next_hops": [{"gateway": "10.0.0.2", "device": "tunl0", "onlink": true}]})
+    );
+    assert_eq!(v[0]["next_hops"], serde_json::json!(["10.0.0.2"]));
+    assert_eq!(v[0]["origin"], serde_json::Value::Null);
+    let fib_text = RoutesArgs {
+        table: TableArg::Fib,
+        peer: None,
+        prefix: None,
+        output: JsonFlag::default(),
+    };
+    let (code, text, _) = run(ClientCommand::Routes(fib_text), &d.target()).await;
+    assert_eq!(code, EXIT_OK);
+    assert!(
+        text.contains("10.244.1.0/26") && text.contains("via 10.0.0.2 dev tunl0 onlink"),
+        "{text}"
+    );
+    assert!(text.contains("blackhole"), "{text}");
 
     // A bad prefix is rejected by the API with the field named.
     let (code, _, err) = run(
@@ -613,6 +697,20 @@ async fn speaker_and_config_json() {
         (s.decision_runs, s.updates_received, s.updates_sent),
         (7, 8, 9)
     );
+    let fib = s.fib.expect("FIB counters");
+    assert_eq!(
+        (
+            fib.installed,
+            fib.adds,
+            fib.deletes,
+            fib.repairs,
+            fib.failures
+        ),
+        (2, 3, 1, 1, 0)
+    );
+    let (code, text, _) = run(ClientCommand::Speaker(JsonFlag::default()), &d.target()).await;
+    assert_eq!(code, EXIT_OK);
+    assert!(text.contains("Kernel routes:    2 installed"), "{text}");
 
     let c: ConfigJson = run_json(ClientCommand::Config(JSON), &d.target()).await;
     assert_eq!(c.yaml, CONFIG_YAML);

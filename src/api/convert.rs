@@ -16,8 +16,8 @@ use super::{Clock, unix_millis, unix_seconds};
 use crate::config::{PeerOrigin, PeerRole};
 use crate::session::State;
 use crate::speaker::{
-    Command, FamilyCounters, PeerView, Query, QueryError, RouteView, SpeakerEvent, SpeakerView,
-    TableKind,
+    Command, FamilyCounters, FibCounters, KernelNextHop, KernelRouteKind, KernelRouteView,
+    PeerView, Query, QueryError, RouteView, SpeakerEvent, SpeakerView, TableKind,
 };
 use crate::wire::{Family, Origin};
 
@@ -64,6 +64,7 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::Query(QueryError::PeerRequired(_)) => {
                 tonic::Status::invalid_argument(msg)
             }
+            ServiceError::Query(QueryError::NoFib) => tonic::Status::failed_precondition(msg),
             ServiceError::SpeakerGone => tonic::Status::unavailable(msg),
             ServiceError::UnexpectedView { .. } => tonic::Status::internal(msg),
         }
@@ -361,6 +362,81 @@ pub fn speaker_to_proto(
         updates_received: v.updates_received,
         updates_sent: v.updates_sent,
         started_unix: unix_seconds(started),
+        fib: v.fib.as_ref().map(proto::FibCounters::from),
+    }
+}
+
+impl From<&FibCounters> for proto::FibCounters {
+    fn from(c: &FibCounters) -> Self {
+        proto::FibCounters {
+            installed: c.installed,
+            foreign: c.foreign,
+            adds: c.adds,
+            replaces: c.replaces,
+            deletes: c.deletes,
+            failures: c.failures,
+            repairs: c.repairs,
+            swept: c.swept,
+            batches: c.batches,
+        }
+    }
+}
+
+impl From<&KernelRouteView> for proto::KernelRoute {
+    fn from(k: &KernelRouteView) -> Self {
+        let (route_type, rtm_type) = match k.kind {
+            KernelRouteKind::Unicast => (proto::KernelRouteType::Unicast, 0),
+            KernelRouteKind::Blackhole => (proto::KernelRouteType::Blackhole, 0),
+            KernelRouteKind::Other(t) => (proto::KernelRouteType::Other, u32::from(t)),
+        };
+        proto::KernelRoute {
+            route_type: route_type as i32,
+            rtm_type,
+            next_hops: k
+                .next_hops
+                .iter()
+                .map(|h| proto::KernelNextHop {
+                    gateway: h.gateway.to_string(),
+                    device: h.device.clone().unwrap_or_default(),
+                    onlink: h.onlink,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<&proto::KernelRoute> for KernelRouteView {
+    type Error = FieldError;
+    fn try_from(k: &proto::KernelRoute) -> Result<Self, FieldError> {
+        let kind = match proto::KernelRouteType::try_from(k.route_type) {
+            Ok(proto::KernelRouteType::Unicast) => KernelRouteKind::Unicast,
+            Ok(proto::KernelRouteType::Blackhole) => KernelRouteKind::Blackhole,
+            Ok(proto::KernelRouteType::Other) => {
+                KernelRouteKind::Other(u8::try_from(k.rtm_type).map_err(|_| {
+                    FieldError::new("kernel.rtm_type", format!("{} is not a u8", k.rtm_type))
+                })?)
+            }
+            Ok(proto::KernelRouteType::Unspecified) | Err(_) => {
+                return Err(FieldError::new(
+                    "kernel.route_type",
+                    format!("unknown route type {}", k.route_type),
+                ));
+            }
+        };
+        Ok(KernelRouteView {
+            kind,
+            next_hops: k
+                .next_hops
+                .iter()
+                .map(|h| {
+                    Ok(KernelNextHop {
+                        gateway: parse_addr("kernel.next_hops.gateway", &h.gateway)?,
+                        device: (!h.device.is_empty()).then(|| h.device.clone()),
+                        onlink: h.onlink,
+                    })
+                })
+                .collect::<Result<_, FieldError>>()?,
+        })
     }
 }
 
@@ -430,6 +506,7 @@ impl From<&RouteView> for proto::Route {
             best: r.best,
             reason: r.reason.clone(),
             stale: r.stale,
+            kernel: r.kernel.as_ref().map(proto::KernelRoute::from),
         }
     }
 }
@@ -469,6 +546,11 @@ impl TryFrom<&proto::Route> for RouteView {
             best: r.best,
             reason: r.reason.clone(),
             stale: r.stale,
+            kernel: r
+                .kernel
+                .as_ref()
+                .map(KernelRouteView::try_from)
+                .transpose()?,
         })
     }
 }
@@ -770,6 +852,7 @@ mod tests {
             best: true,
             reason: "lowest-router-id".into(),
             stale: false,
+            kernel: None,
         }
     }
 
@@ -796,6 +879,55 @@ mod tests {
         assert_eq!(p.peer, "");
         assert_eq!(p.originator_id, "");
         assert_eq!(RouteView::try_from(&p).unwrap(), local);
+    }
+
+    #[test]
+    fn fib_route_round_trip() {
+        let gw = "198.18.0.1".parse().unwrap();
+        let unicast = RouteView {
+            peer: None,
+            origin: None,
+            med: None,
+            local_pref: None,
+            originator_id: None,
+            cluster_list: vec![],
+            communities: vec![],
+            as_path: vec![],
+            next_hops: vec![gw],
+            reason: String::new(),
+            stale: true,
+            kernel: Some(KernelRouteView {
+                kind: KernelRouteKind::Unicast,
+                next_hops: vec![KernelNextHop {
+                    gateway: gw,
+                    device: Some("tunl0".into()),
+                    onlink: true,
+                }],
+            }),
+            ..route()
+        };
+        let p = proto::Route::from(&unicast);
+        let k = p.kernel.as_ref().unwrap();
+        assert_eq!(k.route_type, proto::KernelRouteType::Unicast as i32);
+        assert_eq!(k.next_hops[0].device, "tunl0");
+        assert_eq!(RouteView::try_from(&p).unwrap(), unicast);
+        for kind in [KernelRouteKind::Blackhole, KernelRouteKind::Other(7)] {
+            let r = RouteView {
+                next_hops: vec![],
+                kernel: Some(KernelRouteView {
+                    kind,
+                    next_hops: vec![],
+                }),
+                ..unicast.clone()
+            };
+            assert_eq!(RouteView::try_from(&proto::Route::from(&r)).unwrap(), r);
+        }
+        let mut bad = proto::Route::from(&unicast);
+        bad.kernel.as_mut().unwrap().route_type = 0;
+        assert_eq!(
+            RouteView::try_from(&bad).unwrap_err().field,
+            "kernel.route_type"
+        );
     }
 
     #[test]
@@ -840,6 +972,7 @@ mod tests {
             decision_runs: 7,
             updates_received: 8,
             updates_sent: 9,
+            fib: None,
         };
         let now = c.system + Duration::from_secs(20);
         let p = speaker_to_proto(&v, &c, now);
@@ -847,8 +980,25 @@ mod tests {
         assert_eq!(p.uptime_seconds, 120);
         assert_eq!(p.listen_address, "0.0.0.0");
         assert_eq!(p.listen_port, 179);
+        assert_eq!(p.fib, None);
         let p = speaker_to_proto(&SpeakerView { listen: None, ..v }, &c, now);
         assert_eq!((p.listen_address.as_str(), p.listen_port), ("", 0));
+        let fib = FibCounters {
+            installed: 4,
+            adds: 5,
+            failures: 1,
+            ..FibCounters::default()
+        };
+        let p = speaker_to_proto(
+            &SpeakerView {
+                fib: Some(fib),
+                ..v
+            },
+            &c,
+            now,
+        );
+        let f = p.fib.unwrap();
+        assert_eq!((f.installed, f.adds, f.failures, f.swept), (4, 5, 1, 0));
 
         let peer = PeerView {
             address: "10.0.0.2".parse().unwrap(),
@@ -903,5 +1053,7 @@ mod tests {
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         let s = tonic::Status::from(ServiceError::SpeakerGone);
         assert_eq!(s.code(), tonic::Code::Unavailable);
+        let s = tonic::Status::from(ServiceError::from(QueryError::NoFib));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
     }
 }

@@ -161,6 +161,8 @@ impl std::str::FromStr for ApiListen {
 /// Why the API server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error("API TLS: {0}")]
+    Tls(String),
     #[error("cannot create the API socket directory {path}: {source}")]
     SocketDir {
         path: PathBuf,
@@ -204,6 +206,57 @@ pub async fn serve(
     handle: ApiHandle,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ApiError> {
+    serve_with_tls(listen, None, handle, shutdown).await
+}
+
+/// TLS for the TCP API listener: the server's certificate chain and key (PEM), and optionally
+/// a CA whose certificates clients must present (mutual TLS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ApiTls {
+    /// Checks, before anything starts, that TLS can be served on `listen` with these files.
+    pub fn check(&self, listen: &ApiListen) -> Result<(), ApiError> {
+        if matches!(listen, ApiListen::Unix(_)) {
+            return Err(ApiError::Tls(
+                "TLS needs a TCP API listener (--api-listen tcp://ADDR:PORT)".into(),
+            ));
+        }
+        self.server_config().map(|_| ())
+    }
+
+    fn server_config(&self) -> Result<tonic::transport::ServerTlsConfig, ApiError> {
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p)
+                .map_err(|e| ApiError::Tls(format!("cannot read the {what} {}: {e}", p.display())))
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read(&self.cert, "certificate (--api-tls-cert)")?,
+            read(&self.key, "key (--api-tls-key)")?,
+        );
+        let mut cfg = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                ca,
+                "client CA (--api-tls-client-ca)",
+            )?));
+        }
+        Ok(cfg)
+    }
+}
+
+/// [`serve`], with TLS on a TCP listener when `tls` is given (a Unix socket refuses it: its
+/// file mode is the access control).
+pub async fn serve_with_tls(
+    listen: ApiListen,
+    tls: Option<ApiTls>,
+    handle: ApiHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ApiError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let svc = proto::speaker_service_server::SpeakerServiceServer::new(service::SpeakerApi::new(
         handle, stop_rx,
@@ -213,7 +266,18 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        if matches!(listen, ApiListen::Unix(_)) {
+            return Err(ApiError::Tls(
+                "TLS needs a TCP API listener (--api-listen tcp://ADDR:PORT)".into(),
+            ));
+        }
+        builder = builder
+            .tls_config(tls.server_config()?)
+            .map_err(|e| ApiError::Tls(e.to_string()))?;
+    }
+    let router = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(svc);
 
@@ -233,7 +297,7 @@ pub async fn serve(
                 .await
                 .map_err(|source| ApiError::BindTcp { addr, source })?;
             let local = listener.local_addr().unwrap_or(addr);
-            tracing::info!(addr = %local, "API listening");
+            tracing::info!(addr = %local, tls = tls.is_some(), "API listening");
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)

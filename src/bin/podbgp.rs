@@ -84,6 +84,8 @@ impl FibArgs {
     }
 }
 
+// Parsed once per process; boxing the big `Run` variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the BGP daemon.
@@ -123,6 +125,21 @@ enum Cmd {
         /// mode 0600) or `tcp://ADDR:PORT`; `none` disables it.
         #[arg(long, value_name = "PATH|tcp://ADDR:PORT")]
         api_listen: Option<String>,
+        /// TLS certificate chain (PEM) for a TCP API listener; clients use https:// and
+        /// --api-ca.
+        #[arg(long, value_name = "FILE", requires = "api_tls_key")]
+        api_tls_cert: Option<PathBuf>,
+        /// The key of --api-tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
+        api_tls_key: Option<PathBuf>,
+        /// Require client certificates signed by this CA (PEM) on the TLS API.
+        #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
+        api_tls_client_ca: Option<PathBuf>,
+        /// Serve Prometheus metrics (/metrics) and the Kubernetes HTTP probes (/livez,
+        /// /readyz[?threshold=SECONDS], the verdicts of `podbgp health`) on this TCP address;
+        /// off by default. No authentication: use a node or loopback address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         fib: FibArgs,
         /// Datastore mode: close a session whose peer sends more than N prefixes (Cease /
@@ -181,7 +198,16 @@ fn load(path: &PathBuf) -> anyhow::Result<config::SpeakerConfig> {
     config::parse_yaml(&text).with_context(|| format!("invalid configuration {}", path.display()))
 }
 
-async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> {
+async fn run(
+    config: PathBuf,
+    api_listen: Option<String>,
+    api_tls: Option<podbgp::api::ApiTls>,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let metrics = match metrics_listen {
+        Some(addr) => Some(podbgp::metrics::MetricsServer::bind(addr).await?),
+        None => None,
+    };
     let cfg = load(&config)?;
     let yaml = std::fs::read_to_string(&config).unwrap_or_default();
     let (driver, handle) = Driver::new(cfg);
@@ -204,9 +230,14 @@ async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> 
                 clock: Clock::now(),
             };
             tracing::info!(%listen, "API listening");
-            Some(tokio::spawn(podbgp::api::serve(listen, api, async {
-                let _ = api_stop_rx.await;
-            })))
+            Some(tokio::spawn(podbgp::api::serve_with_tls(
+                listen,
+                api_tls,
+                api,
+                async {
+                    let _ = api_stop_rx.await;
+                },
+            )))
         }
         None => None,
     };
@@ -228,8 +259,23 @@ async fn run(config: PathBuf, api_listen: Option<String>) -> anyhow::Result<()> 
             }
         }
     });
+    let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics.map(|server| {
+        let m = podbgp::metrics::MetricsHandle {
+            requests: handle.api.clone(),
+            datastore: None,
+            clock: Clock::now(),
+        };
+        tokio::spawn(server.serve(m, async {
+            let _ = metrics_stop_rx.await;
+        }))
+    });
     shutdown_on_signals(handle.clone());
     let result = driver.run().await;
+    let _ = metrics_stop_tx.send(());
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     let _ = api_stop_tx.send(());
     if let Some(t) = api_task {
         match t.await {
@@ -309,7 +355,9 @@ async fn run_node(
     node: String,
     derive: podbgp::calico::DeriveOptions,
     api_listen: Option<String>,
+    api_tls: Option<podbgp::api::ApiTls>,
     fib: Option<podbgp::node::FibOptions>,
+    metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let api = parse_api_listen(api_listen.as_deref())?;
     let mut running = podbgp::node::start(podbgp::node::NodeOptions {
@@ -317,9 +365,11 @@ async fn run_node(
         node,
         derive,
         api,
+        api_tls,
         adjust: None,
         finish: None,
         fib,
+        metrics,
     })
     .await?;
     shutdown_on_signals(running.driver.clone());
@@ -359,21 +409,51 @@ fn main() -> ExitCode {
             log_format,
             log,
             api_listen,
+            api_tls_cert,
+            api_tls_key,
+            api_tls_client_ca,
+            metrics_listen,
             fib,
             max_prefixes,
             max_prefixes_restart,
-        } => init_logging(log_format, &log).and_then(|_| match (config, datastore) {
-            (Some(config), _) => runtime()?.block_on(run(config, api_listen)),
-            (None, Some(ds)) => {
-                let node = node.context("--node (or NODENAME) is required with --datastore")?;
-                let mut opts = derive_options(router_id.as_deref(), hold_time)?;
-                opts.max_prefixes = max_prefixes.map(|limit| podbgp::config::MaxPrefixes {
-                    limit,
-                    restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
-                });
-                runtime()?.block_on(run_node(ds, node, opts, api_listen, fib.options()))
+        } => init_logging(log_format, &log).and_then(|_| {
+            let api_tls = match (api_tls_cert, api_tls_key) {
+                (Some(cert), Some(key)) => Some(podbgp::api::ApiTls {
+                    cert,
+                    key,
+                    client_ca: api_tls_client_ca,
+                }),
+                _ => None,
+            };
+            if let Some(tls) = &api_tls {
+                let listen = parse_api_listen(api_listen.as_deref())?
+                    .context("--api-tls-cert needs an API listener (not --api-listen none)")?;
+                tls.check(&listen)?;
             }
-            (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
+            match (config, datastore) {
+                (Some(config), _) => {
+                    runtime()?.block_on(run(config, api_listen, api_tls, metrics_listen))
+                }
+                (None, Some(ds)) => {
+                    let node = node.context("--node (or NODENAME) is required with --datastore")?;
+                    let mut opts = derive_options(router_id.as_deref(), hold_time)?;
+                    opts.max_prefixes = max_prefixes.map(|limit| podbgp::config::MaxPrefixes {
+                        limit,
+                        restart_after: max_prefixes_restart.map(std::time::Duration::from_secs),
+                    });
+                    let fib = fib.options();
+                    runtime()?.block_on(run_node(
+                        ds,
+                        node,
+                        opts,
+                        api_listen,
+                        api_tls,
+                        fib,
+                        metrics_listen,
+                    ))
+                }
+                (None, None) => anyhow::bail!("give --config FILE or --datastore SPEC"),
+            }
         }),
         Cmd::Demo => runtime().and_then(|rt| rt.block_on(podbgp::demo::run())),
         Cmd::Derive {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
 use super::ApiTarget;
 use crate::api::proto::speaker_service_client::SpeakerServiceClient;
@@ -35,6 +35,30 @@ pub(super) async fn connect(target: &ApiTarget) -> Result<Client, String> {
                 .connect()
                 .await
                 .map_err(|e| reason(&e)),
+            ApiTarget::Https { url, tls } => {
+                let read = |p: &std::path::PathBuf, flag: &str| {
+                    std::fs::read(p).map_err(|e| format!("cannot read {flag} {}: {e}", p.display()))
+                };
+                let ca = tls.ca.as_ref().ok_or(
+                    "an https:// API needs --api-ca FILE (the CA of the daemon's certificate)",
+                )?;
+                let mut cfg = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read(ca, "--api-ca")?));
+                if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                    cfg = cfg.identity(Identity::from_pem(
+                        read(cert, "--api-cert")?,
+                        read(key, "--api-key")?,
+                    ));
+                }
+                Endpoint::from_shared(url.clone())
+                    .map_err(|e| format!("invalid URL: {}", reason(&e)))?
+                    .tls_config(cfg)
+                    .map_err(|e| format!("TLS: {}", reason(&e)))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect()
+                    .await
+                    .map_err(|e| reason(&e))
+            }
         }
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {

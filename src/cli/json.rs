@@ -314,7 +314,58 @@ pub struct RouteJson {
     pub best: bool,
     /// Why this path won or lost the decision process.
     pub reason: String,
+    /// A path kept through a peer's restart, or (`--table fib`) a kernel route found at start
+    /// and kept until initial convergence.
     pub stale: bool,
+    /// `--table fib` only: the kernel route as installed (`next_hops` holds its gateways,
+    /// `peer` and the BGP attributes are empty); `null` in the other tables.
+    pub kernel: Option<KernelRouteJson>,
+}
+
+/// A kernel route of the daemon's (`routes --table fib`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRouteJson {
+    /// "unicast", "blackhole", or "other" (another route type with our protocol, left behind
+    /// by an earlier daemon; `rtm_type` says which).
+    #[serde(rename = "type")]
+    pub route_type: String,
+    /// The kernel's `rtm_type` for "other", else `null`.
+    pub rtm_type: Option<u32>,
+    /// Empty for a blackhole.
+    pub next_hops: Vec<KernelNextHopJson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelNextHopJson {
+    pub gateway: String,
+    /// `null` when the kernel chose the device.
+    pub device: Option<String>,
+    pub onlink: bool,
+}
+
+impl From<&proto::KernelRoute> for KernelRouteJson {
+    fn from(k: &proto::KernelRoute) -> Self {
+        use proto::KernelRouteType as T;
+        let route_type = match T::try_from(k.route_type) {
+            Ok(T::Unicast) => "unicast",
+            Ok(T::Blackhole) => "blackhole",
+            Ok(T::Other) => "other",
+            Ok(T::Unspecified) | Err(_) => "unknown",
+        };
+        KernelRouteJson {
+            route_type: route_type.to_string(),
+            rtm_type: (route_type == "other").then_some(k.rtm_type),
+            next_hops: k
+                .next_hops
+                .iter()
+                .map(|h| KernelNextHopJson {
+                    gateway: h.gateway.clone(),
+                    device: non_empty(&h.device),
+                    onlink: h.onlink,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl From<&proto::Route> for RouteJson {
@@ -333,6 +384,7 @@ impl From<&proto::Route> for RouteJson {
             best: r.best,
             reason: r.reason.clone(),
             stale: r.stale,
+            kernel: r.kernel.as_ref().map(KernelRouteJson::from),
         }
     }
 }
@@ -362,6 +414,42 @@ pub struct SpeakerJson {
     pub decision_runs: u64,
     pub updates_received: u64,
     pub updates_sent: u64,
+    /// Kernel route counters; `null` when the daemon installs no kernel routes.
+    pub fib: Option<FibJson>,
+}
+
+/// Kernel route counters (`speaker --json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibJson {
+    /// Routes of ours in the kernel.
+    pub installed: u64,
+    /// Prefixes another protocol's route holds (left untouched).
+    pub foreign: u64,
+    pub adds: u64,
+    pub replaces: u64,
+    pub deletes: u64,
+    pub failures: u64,
+    /// Routes put back after someone else deleted or changed them.
+    pub repairs: u64,
+    /// Stale routes deleted after initial convergence.
+    pub swept: u64,
+    pub batches: u64,
+}
+
+impl From<&proto::FibCounters> for FibJson {
+    fn from(f: &proto::FibCounters) -> Self {
+        FibJson {
+            installed: f.installed,
+            foreign: f.foreign,
+            adds: f.adds,
+            replaces: f.replaces,
+            deletes: f.deletes,
+            failures: f.failures,
+            repairs: f.repairs,
+            swept: f.swept,
+            batches: f.batches,
+        }
+    }
 }
 
 impl From<&proto::GetSpeakerResponse> for SpeakerJson {
@@ -381,6 +469,7 @@ impl From<&proto::GetSpeakerResponse> for SpeakerJson {
             decision_runs: s.decision_runs,
             updates_received: s.updates_received,
             updates_sent: s.updates_sent,
+            fib: s.fib.as_ref().map(FibJson::from),
         }
     }
 }

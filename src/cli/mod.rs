@@ -20,7 +20,6 @@
 //! ```
 
 mod connect;
-mod health;
 pub mod json;
 mod render;
 pub mod table;
@@ -35,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use tonic::{Code, Status};
 
-pub use health::{DEFAULT_READY_THRESHOLD, PROBE_TIMEOUT, PeerHealth, readiness};
+pub use crate::health::{DEFAULT_READY_THRESHOLD, PROBE_TIMEOUT, PeerHealth, readiness};
 pub use render::{build_status, render_status};
 
 use crate::api::proto;
@@ -62,15 +61,31 @@ pub const API_ENV: &str = "PODBGP_API";
 pub enum ApiTarget {
     /// A Unix socket path (default [`DEFAULT_SOCKET`]).
     Unix(PathBuf),
-    /// An `http://host:port` (or `https://…`) URL.
+    /// An `http://host:port` URL.
     Http(String),
+    /// An `https://host:port` URL and the TLS material to reach it.
+    Https { url: String, tls: ClientTls },
+}
+
+/// Client TLS for an `https://` API: the CA that signed the daemon's certificate, and a client
+/// certificate and key when the daemon requires one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl ApiTarget {
     /// `http://` and `https://` URLs are TCP targets; anything else is a socket path (an
     /// optional `unix:` prefix is stripped).
     pub fn parse(s: &str) -> ApiTarget {
-        if s.starts_with("http://") || s.starts_with("https://") {
+        if s.starts_with("https://") {
+            ApiTarget::Https {
+                url: s.to_string(),
+                tls: ClientTls::default(),
+            }
+        } else if s.starts_with("http://") {
             ApiTarget::Http(s.to_string())
         } else {
             ApiTarget::Unix(PathBuf::from(s.strip_prefix("unix:").unwrap_or(s)))
@@ -106,7 +121,7 @@ impl std::fmt::Display for ApiTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiTarget::Unix(p) => write!(f, "{}", p.display()),
-            ApiTarget::Http(u) => f.write_str(u),
+            ApiTarget::Http(u) | ApiTarget::Https { url: u, .. } => f.write_str(u),
         }
     }
 }
@@ -114,16 +129,52 @@ impl std::fmt::Display for ApiTarget {
 /// The global `--api` flag, for the binary's top-level parser.
 #[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct ApiArgs {
-    /// The daemon's API: a Unix socket path or http://HOST:PORT
+    /// The daemon's API: a Unix socket path, http://HOST:PORT or https://HOST:PORT
     /// [env: PODBGP_API] [default: /run/podbgp/podbgp.sock]
     #[arg(long = "api", global = true, value_name = "SOCKET|URL")]
     pub api: Option<String>,
+    /// For https:// APIs: the CA certificate (PEM) that signed the daemon's certificate.
+    #[arg(
+        long = "api-ca",
+        global = true,
+        env = "PODBGP_API_CA",
+        value_name = "FILE"
+    )]
+    pub api_ca: Option<PathBuf>,
+    /// For https:// APIs that require a client certificate: ours (PEM).
+    #[arg(
+        long = "api-cert",
+        global = true,
+        env = "PODBGP_API_CERT",
+        value_name = "FILE",
+        requires = "api_key"
+    )]
+    pub api_cert: Option<PathBuf>,
+    /// The key of --api-cert (PEM).
+    #[arg(
+        long = "api-key",
+        global = true,
+        env = "PODBGP_API_KEY",
+        value_name = "FILE",
+        requires = "api_cert"
+    )]
+    pub api_key: Option<PathBuf>,
 }
 
 impl ApiArgs {
-    /// See [`ApiTarget::resolve`].
+    /// See [`ApiTarget::resolve`]; an `https://` target gets the TLS flags.
     pub fn target(&self) -> ApiTarget {
-        ApiTarget::resolve(self.api.as_deref())
+        match ApiTarget::resolve(self.api.as_deref()) {
+            ApiTarget::Https { url, .. } => ApiTarget::Https {
+                url,
+                tls: ClientTls {
+                    ca: self.api_ca.clone(),
+                    cert: self.api_cert.clone(),
+                    key: self.api_key.clone(),
+                },
+            },
+            t => t,
+        }
     }
 }
 
@@ -141,6 +192,7 @@ pub enum TableArg {
     AdjRibIn,
     LocRib,
     AdjRibOut,
+    /// The kernel routes the daemon installed.
     Fib,
 }
 
@@ -161,8 +213,8 @@ pub struct RoutesArgs {
     /// Which table to list.
     #[arg(long, value_enum, default_value_t = TableArg::LocRib)]
     pub table: TableArg,
-    /// Only routes from (adj-rib-in) / to (adj-rib-out) / via this peer; required for the
-    /// adj-rib tables.
+    /// Only routes from (adj-rib-in, loc-rib) / to (adj-rib-out) this peer, or (fib) with a
+    /// next hop via this address; required for the adj-rib tables.
     #[arg(long, value_name = "ADDRESS")]
     pub peer: Option<IpAddr>,
     /// Only this exact prefix, e.g. 10.244.1.0/26.
@@ -325,7 +377,7 @@ pub fn unreachable_message(target: &ApiTarget, reason: &str) -> String {
 fn status_text(s: &Status) -> String {
     match s.code() {
         Code::InvalidArgument => format!("invalid argument: {}", s.message()),
-        Code::NotFound => s.message().to_string(),
+        Code::NotFound | Code::FailedPrecondition => s.message().to_string(),
         code => format!("{code:?}: {}", s.message()),
     }
 }
@@ -457,6 +509,8 @@ async fn run_command<W: Write + Send>(
                 .collect();
             if args.output.json {
                 print_json(out, &routes)?;
+            } else if args.table == TableArg::Fib {
+                out.write_all(render::fib_table(&routes).as_bytes())?;
             } else {
                 out.write_all(render::routes_table(&routes).as_bytes())?;
             }

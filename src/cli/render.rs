@@ -245,6 +245,49 @@ pub fn routes_table(routes: &[RouteJson]) -> String {
     )
 }
 
+/// `podbgp routes --table fib`: the kernel routes, `ip route` style.
+pub fn fib_table(routes: &[RouteJson]) -> String {
+    if routes.is_empty() {
+        return "No routes.\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| {
+            let (kind, hops) = match &r.kernel {
+                Some(k) => {
+                    let hops: Vec<String> = k
+                        .next_hops
+                        .iter()
+                        .map(|h| {
+                            let mut s = format!("via {}", h.gateway);
+                            if let Some(d) = &h.device {
+                                let _ = write!(s, " dev {d}");
+                            }
+                            if h.onlink {
+                                s.push_str(" onlink");
+                            }
+                            s
+                        })
+                        .collect();
+                    let kind = match k.rtm_type {
+                        Some(t) => format!("type {t}"),
+                        None => k.route_type.clone(),
+                    };
+                    (kind, hops.join(", "))
+                }
+                None => (String::new(), r.next_hops.join(", ")),
+            };
+            vec![
+                r.prefix.clone(),
+                kind,
+                hops,
+                if r.stale { "stale" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    render_table(&["PREFIX", "TYPE", "NEXT HOPS", "STATE"], &rows)
+}
+
 fn duration_text(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
@@ -285,6 +328,24 @@ pub fn speaker_detail(v: &SpeakerJson) -> String {
         (
             "UPDATEs",
             format!("{} received, {} sent", v.updates_received, v.updates_sent),
+        ),
+        (
+            "Kernel routes",
+            match &v.fib {
+                Some(f) => format!(
+                    "{} installed, {} held by another protocol; {} adds, {} replaces, \
+                     {} deletes, {} failures, {} repairs, {} swept",
+                    f.installed,
+                    f.foreign,
+                    f.adds,
+                    f.replaces,
+                    f.deletes,
+                    f.failures,
+                    f.repairs,
+                    f.swept
+                ),
+                None => "not installed (FIB off)".to_string(),
+            },
         ),
     ];
     let mut s = String::new();

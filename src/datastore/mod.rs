@@ -93,6 +93,8 @@ pub struct Follower {
     last_error: Option<String>,
     last_notes: Vec<String>,
     pub stats: FollowerStats,
+    /// Where [`Follower::run`] publishes `stats` after each batch (metrics).
+    stats_tx: Option<watch::Sender<FollowerStats>>,
     /// Edits applied to every view before derivation (the demo's port override).
     pub adjust: Option<ViewAdjust>,
     /// Edits applied to every derived configuration.
@@ -110,8 +112,24 @@ impl Follower {
             last_error: None,
             last_notes: Vec::new(),
             stats: FollowerStats::default(),
+            stats_tx: None,
             adjust: None,
             finish: None,
+        }
+    }
+
+    /// The counters as [`Follower::run`] publishes them: at its start, then after every
+    /// batch of events.
+    pub fn watch_stats(&mut self) -> watch::Receiver<FollowerStats> {
+        let tx = self
+            .stats_tx
+            .get_or_insert_with(|| watch::channel(self.stats.clone()).0);
+        tx.subscribe()
+    }
+
+    fn publish_stats(&self) {
+        if let Some(tx) = &self.stats_tx {
+            tx.send_replace(self.stats.clone());
         }
     }
 
@@ -201,12 +219,15 @@ impl Follower {
         mut rx: mpsc::Receiver<ViewEvent>,
         out: watch::Sender<Option<Derived>>,
     ) {
+        self.publish_stats();
         while let Some(ev) = rx.recv().await {
             self.apply(ev);
             while let Ok(ev) = rx.try_recv() {
                 self.apply(ev);
             }
-            if let Some(d) = self.derive() {
+            let derived = self.derive();
+            self.publish_stats();
+            if let Some(d) = derived {
                 info!(
                     node = %self.node,
                     peers = d.config.neighbors.len(),
@@ -422,6 +443,24 @@ mod tests {
         f.apply(ViewEvent::Snapshot(view(aff)));
         assert!(f.derive().is_none());
         assert!(f.last_error().is_none());
+    }
+
+    #[tokio::test]
+    async fn run_publishes_the_counters_after_each_batch() {
+        let mut f = Follower::new("a", DeriveOptions::default());
+        f.apply(ViewEvent::Snapshot(view("")));
+        let mut stats = f.watch_stats();
+        let (tx, rx) = mpsc::channel(4);
+        let (out, _configs) = watch::channel(None);
+        let task = tokio::spawn(f.run(rx, out));
+        tx.send(ViewEvent::Problem("bad file".into()))
+            .await
+            .unwrap();
+        let want = |s: &FollowerStats| s.events == 2 && s.errors == 1;
+        let got = stats.wait_for(want).await.unwrap().clone();
+        assert_eq!(got.derivations, 1);
+        drop(tx);
+        task.await.unwrap();
     }
 
     #[test]

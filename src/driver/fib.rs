@@ -3,6 +3,7 @@
 //! ([`Worker`]) does the netlink calls. At most one command is with the writer at a time;
 //! while it works, further changes coalesce in the manager.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -10,7 +11,11 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::fib::worker::{Command, Opener, Report, Worker};
-use crate::fib::{FibContext, FibManager};
+use crate::fib::{FibContext, FibManager, FibRoute, RouteKind};
+use crate::speaker::{
+    FibCounters, KernelNextHop, KernelRouteKind, KernelRouteView, Query, QueryError, RouteView,
+    Speaker, TableKind, View,
+};
 
 /// Routes per batch handed to the writer (a few tens of milliseconds of netlink work).
 const BATCH: usize = 8192;
@@ -195,5 +200,155 @@ impl FibRun {
         );
         let worker = self.worker;
         let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
+    }
+}
+
+/// Answers an API query: the speaker's views, with the kernel table and the FIB counters
+/// filled in from the manager (the speaker holds no kernel state).
+pub(crate) fn answer(
+    speaker: &Speaker,
+    fib: Option<&FibManager>,
+    query: &Query,
+) -> Result<View, QueryError> {
+    match (query, fib) {
+        (
+            Query::Routes {
+                table: TableKind::Fib,
+                ..
+            },
+            None,
+        ) => Err(QueryError::NoFib),
+        (
+            Query::Routes {
+                table: TableKind::Fib,
+                peer,
+                prefix,
+            },
+            Some(mgr),
+        ) => Ok(View::Routes(fib_routes(mgr, *peer, *prefix))),
+        (Query::Speaker, Some(mgr)) => match speaker.query(query)? {
+            View::Speaker(mut v) => {
+                v.fib = Some(counters(mgr));
+                Ok(View::Speaker(v))
+            }
+            other => Ok(other),
+        },
+        _ => speaker.query(query),
+    }
+}
+
+fn counters(mgr: &FibManager) -> FibCounters {
+    let s = mgr.stats();
+    FibCounters {
+        installed: s.installed as u64,
+        foreign: s.foreign as u64,
+        adds: s.adds,
+        replaces: s.replaces,
+        deletes: s.deletes,
+        failures: s.failures,
+        repairs: s.repairs,
+        swept: s.swept,
+        batches: s.batches,
+    }
+}
+
+/// Our kernel routes, sorted by prefix: only `prefix` when given, only routes with a next hop
+/// via `gateway` when given.
+fn fib_routes(mgr: &FibManager, gateway: Option<IpAddr>, prefix: Option<IpNet>) -> Vec<RouteView> {
+    let routes = match prefix {
+        Some(p) => mgr.installed_route(&p).cloned().into_iter().collect(),
+        None => mgr.installed(),
+    };
+    routes
+        .into_iter()
+        .map(|r| kernel_route_view(&r, mgr.is_stale(&r.prefix)))
+        .filter(|v| gateway.is_none_or(|g| v.next_hops.contains(&g)))
+        .collect()
+}
+
+fn kernel_route_view(r: &FibRoute, stale: bool) -> RouteView {
+    let (kind, next_hops) = match &r.kind {
+        RouteKind::Unicast { nexthops } => (
+            KernelRouteKind::Unicast,
+            nexthops
+                .iter()
+                .map(|h| KernelNextHop {
+                    gateway: h.gateway,
+                    device: h.dev.clone(),
+                    onlink: h.onlink,
+                })
+                .collect(),
+        ),
+        RouteKind::Blackhole => (KernelRouteKind::Blackhole, Vec::new()),
+        RouteKind::Other { rtn_type } => (KernelRouteKind::Other(*rtn_type), Vec::new()),
+    };
+    RouteView {
+        prefix: r.prefix,
+        next_hops: next_hops
+            .iter()
+            .map(|h: &KernelNextHop| h.gateway)
+            .collect(),
+        peer: None,
+        as_path: Vec::new(),
+        origin: None,
+        med: None,
+        local_pref: None,
+        communities: Vec::new(),
+        originator_id: None,
+        cluster_list: Vec::new(),
+        best: true,
+        reason: String::new(),
+        stale,
+        kernel: Some(KernelRouteView { kind, next_hops }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fib::{KernelTable, NextHop};
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn fib_table_lists_the_managers_routes_with_filters() {
+        let gw: IpAddr = "198.18.0.1".parse().unwrap();
+        let mut mgr = FibManager::new(FibContext::default());
+        mgr.load(KernelTable {
+            own: vec![
+                FibRoute::unicast(net("10.244.1.0/26"), vec![NextHop::onlink(gw, "tunl0")]),
+                FibRoute::blackhole(net("10.244.7.0/26")),
+            ],
+            foreign: vec![],
+        });
+        let all = fib_routes(&mgr, None, None);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].prefix, net("10.244.1.0/26"));
+        assert_eq!(all[0].next_hops, vec![gw]);
+        assert_eq!(all[0].peer, None);
+        // Found at start and wanted by nothing yet: kept as stale until convergence.
+        assert!(all[0].stale);
+        let k = all[0].kernel.as_ref().unwrap();
+        assert_eq!(k.kind, KernelRouteKind::Unicast);
+        assert_eq!(k.next_hops[0].device.as_deref(), Some("tunl0"));
+        assert!(k.next_hops[0].onlink);
+        assert_eq!(
+            all[1].kernel.as_ref().unwrap().kind,
+            KernelRouteKind::Blackhole
+        );
+
+        let one = fib_routes(&mgr, None, Some(net("10.244.7.0/26")));
+        assert_eq!(one.len(), 1);
+        assert!(fib_routes(&mgr, None, Some(net("10.244.9.0/26"))).is_empty());
+        let via = fib_routes(&mgr, Some(gw), None);
+        assert_eq!(via.len(), 1);
+        assert_eq!(via[0].prefix, net("10.244.1.0/26"));
+
+        mgr.converge();
+        assert!(!fib_routes(&mgr, None, None)[0].stale);
+        let c = counters(&mgr);
+        assert_eq!(c.installed, 2);
     }
 }

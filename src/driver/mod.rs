@@ -7,7 +7,7 @@
 //!  reader task per conn ─────┼──► core loop (Speaker) ─┤                                      │
 //!     (frames with            │   handle / handle_timeout ──► Output::Event → broadcast (API) │
 //!      wire::frame_len)       └──◄────────────────────────────────────────────────────────────┘
-//!  API requests (mpsc + oneshot) ─► core loop: query/command
+//!  API requests (mpsc + oneshot) ─► core loop: query/command (FIB queries: the FIB manager)
 //! ```
 //! Child tasks only send messages back to the loop; none of them touches speaker state.
 //! Reader → loop uses a bounded channel (TCP backpressure); loop → writer is bounded in
@@ -268,7 +268,10 @@ impl Driver {
                 req = self.api_rx.recv() => {
                     if let Some(req) = req {
                         match req {
-                            ApiRequest::Query { query, reply } => { let _ = reply.send(speaker.query(&query)); }
+                            ApiRequest::Query { query, reply } => {
+                                let fib = fib.as_ref().map(|f| &f.mgr);
+                                let _ = reply.send(fib::answer(&speaker, fib, &query));
+                            }
                             ApiRequest::Command { command, reply } => {
                                 let _ = reply.send(speaker.command(Instant::now(), command));
                             }

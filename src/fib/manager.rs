@@ -25,8 +25,12 @@
 //! [`worker::POLL`](super::worker::POLL)).
 //!
 //! **Failures.** A route the kernel refuses is retried after [`RETRY_AFTER`], doubling up to
-//! [`RETRY_MAX`]; a route that cannot be expressed is not retried. Each failure is logged once
-//! per prefix and state, at WARN, and counted.
+//! [`RETRY_MAX`]; a route that cannot be expressed is not retried. Each failure is counted.
+//!
+//! **Logging.** Nothing per prefix is logged above DEBUG (a table flushed by hand must not
+//! become ten thousand log lines): each prefix's event is logged at DEBUG, and each batch
+//! result or batch of kernel events adds one INFO/WARN line per kind of event, with the count
+//! and the first prefix as an example ([`Tally`]).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -66,6 +70,30 @@ pub struct FibStats {
 struct Retry {
     at: Instant,
     delay: Duration,
+}
+
+/// Prefixes that met the same fate in one call, for a single summary line (see the module
+/// documentation, "Logging").
+#[derive(Debug, Default)]
+struct Tally {
+    count: usize,
+    /// The first prefix, and a detail (protocol or error) to show with it.
+    first: Option<(IpNet, String)>,
+}
+
+impl Tally {
+    fn add(&mut self, prefix: IpNet, detail: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some((prefix, detail()));
+        }
+    }
+
+    /// `(count, first prefix, its detail)` when anything was added.
+    fn summary(&self) -> Option<(usize, String, &str)> {
+        let (p, d) = self.first.as_ref()?;
+        Some((self.count, p.to_string(), d.as_str()))
+    }
 }
 
 /// See the module documentation.
@@ -241,6 +269,8 @@ impl FibManager {
     /// Kernel events for our table. Our own requests' notifications are already filtered out
     /// by the adapter; what is left is someone else's doing.
     pub fn kernel_events(&mut self, events: Vec<KernelEvent>, protocol: u8) {
+        let (mut taken, mut deleted, mut freed) =
+            (Tally::default(), Tally::default(), Tally::default());
         for ev in events {
             match ev {
                 KernelEvent::New { route, protocol: p } if p == protocol => {
@@ -259,8 +289,9 @@ impl FibManager {
                 KernelEvent::New { route, protocol: p } => {
                     let prefix = route.prefix;
                     if self.kernel.remove(&prefix).is_some() || self.desired(&prefix).is_some() {
-                        warn!(%prefix, protocol = p,
-                              "a route of another protocol now holds this prefix; left untouched");
+                        debug!(%prefix, protocol = p,
+                               "a route of another protocol now holds this prefix; left untouched");
+                        taken.add(prefix, || p.to_string());
                     }
                     self.foreign.insert(prefix, p);
                     self.stale.remove(&prefix);
@@ -270,7 +301,8 @@ impl FibManager {
                     protocol: p,
                 } if p == protocol => {
                     if self.kernel.remove(&prefix).is_some() && self.desired(&prefix).is_some() {
-                        info!(%prefix, "our route was deleted outside podbgp: repairing");
+                        debug!(%prefix, "our route was deleted outside podbgp: repairing");
+                        deleted.add(prefix, String::new);
                         self.stats.repairs += 1;
                         self.mark(prefix);
                     }
@@ -278,11 +310,32 @@ impl FibManager {
                 }
                 KernelEvent::Del { prefix, .. } => {
                     if self.foreign.remove(&prefix).is_some() && self.desired(&prefix).is_some() {
-                        info!(%prefix, "the other protocol's route is gone: installing ours");
+                        debug!(%prefix, "the other protocol's route is gone: installing ours");
+                        freed.add(prefix, String::new);
                         self.mark(prefix);
                     }
                 }
             }
+        }
+        if let Some((routes, first, protocol)) = taken.summary() {
+            warn!(
+                routes,
+                first,
+                protocol,
+                "routes of another protocol now hold prefixes of ours; left untouched"
+            );
+        }
+        if let Some((routes, first, _)) = deleted.summary() {
+            info!(
+                routes,
+                first, "routes of ours were deleted outside podbgp: repairing"
+            );
+        }
+        if let Some((routes, first, _)) = freed.summary() {
+            info!(
+                routes,
+                first, "another protocol's routes are gone: installing ours"
+            );
         }
     }
 
@@ -350,6 +403,12 @@ impl FibManager {
     /// [`Fib::apply`](super::Fib::apply) returned them.
     pub fn batch_done(&mut self, now: Instant, ops: &[FibOp], errors: Vec<(IpNet, FibError)>) {
         let failed: FxHashMap<IpNet, FibError> = errors.into_iter().collect();
+        let (mut foreign, mut exists, mut invalid, mut retrying) = (
+            Tally::default(),
+            Tally::default(),
+            Tally::default(),
+            Tally::default(),
+        );
         for op in ops {
             let prefix = op.prefix();
             let Some(e) = failed.get(&prefix) else {
@@ -379,33 +438,53 @@ impl FibManager {
                     self.retry.remove(&prefix);
                 }
                 FibError::ForeignRoute { protocol } => {
-                    warn!(%prefix, protocol, "a route of another protocol holds this prefix; left untouched");
+                    debug!(%prefix, protocol, "a route of another protocol holds this prefix; left untouched");
+                    foreign.add(prefix, || protocol.to_string());
                     self.kernel.remove(&prefix);
                     self.foreign.insert(prefix, *protocol);
                     self.retry.remove(&prefix);
                 }
                 FibError::Exists => {
-                    warn!(%prefix, "an unknown route holds this prefix; reading the table again");
+                    debug!(%prefix, "an unknown route holds this prefix; reading the table again");
+                    exists.add(prefix, String::new);
                     self.stats.failures += 1;
                     self.reload_wanted = true;
                     self.schedule_retry(now, prefix);
                 }
                 FibError::Invalid(why) => {
-                    warn!(%prefix, why, "route cannot be installed");
+                    debug!(%prefix, why, "route cannot be installed");
+                    invalid.add(prefix, || why.to_string());
                     self.stats.failures += 1;
                     self.retry.remove(&prefix);
                 }
                 e => {
                     self.stats.failures += 1;
-                    let first = !self.retry.contains_key(&prefix);
-                    if first {
-                        warn!(%prefix, error = %e, "kernel route failed; retrying");
-                    } else {
-                        debug!(%prefix, error = %e, "kernel route failed again");
+                    // Once per prefix and outage above DEBUG (in the summary), not per retry.
+                    if !self.retry.contains_key(&prefix) {
+                        retrying.add(prefix, || e.to_string());
                     }
+                    debug!(%prefix, error = %e, "kernel route failed; retrying");
                     self.schedule_retry(now, prefix);
                 }
             }
+        }
+        if let Some((routes, first, protocol)) = foreign.summary() {
+            warn!(
+                routes,
+                first, protocol, "routes of another protocol hold prefixes of ours; left untouched"
+            );
+        }
+        if let Some((routes, first, _)) = exists.summary() {
+            warn!(
+                routes,
+                first, "unknown routes hold prefixes of ours; reading the table again"
+            );
+        }
+        if let Some((routes, first, why)) = invalid.summary() {
+            warn!(routes, first, why, "routes cannot be installed");
+        }
+        if let Some((routes, first, error)) = retrying.summary() {
+            warn!(routes, first, error, "kernel routes failed; retrying");
         }
     }
 
@@ -466,6 +545,17 @@ impl FibManager {
         let mut v: Vec<FibRoute> = self.kernel.values().cloned().collect();
         v.sort_by_key(|r| r.prefix);
         v
+    }
+
+    /// Our route for exactly `prefix` in the kernel, as far as we know.
+    pub fn installed_route(&self, prefix: &IpNet) -> Option<&FibRoute> {
+        self.kernel.get(prefix)
+    }
+
+    /// True for a route of ours found in the kernel at start that nothing claims yet: it is
+    /// kept until initial convergence, then swept.
+    pub fn is_stale(&self, prefix: &IpNet) -> bool {
+        !self.converged && self.stale.contains(prefix)
     }
 }
 

@@ -682,6 +682,7 @@ impl Speaker {
                 decision_runs: self.rib.decision_runs(),
                 updates_received: self.updates_received,
                 updates_sent: self.updates_sent,
+                fib: None,
             })),
             Query::Peers => Ok(View::Peers(
                 self.live_peers()
@@ -781,13 +782,14 @@ impl Speaker {
                 .flatten()
         };
         match table {
-            TableKind::LocRib | TableKind::Fib => Ok(self
+            // The kernel table is the driver's (it owns the FIB manager); a driver with a
+            // FIB answers this query itself.
+            TableKind::Fib => Err(QueryError::NoFib),
+            TableKind::LocRib => Ok(self
                 .rib
                 .loc_rib(prefix)
                 .into_iter()
-                .filter(|(_, path, best, _)| {
-                    peer_idx.is_none_or(|i| i == path.src) && (table == TableKind::LocRib || *best)
-                })
+                .filter(|(_, path, _, _)| peer_idx.is_none_or(|i| i == path.src))
                 .map(|(p, path, best, reason)| {
                     route_view(
                         p,
@@ -862,6 +864,7 @@ fn route_view(
         best,
         reason: reason.to_string(),
         stale: false,
+        kernel: None,
     }
 }
 

@@ -19,6 +19,8 @@ pub enum TableKind {
     AdjRibIn,
     LocRib,
     AdjRibOut,
+    /// The kernel routes the daemon installed. Not the speaker's: the driver answers it
+    /// ([`Speaker::query`](super::Speaker::query) says [`QueryError::NoFib`]).
     Fib,
 }
 
@@ -50,6 +52,10 @@ pub enum QueryError {
     NoSuchPeer(IpAddr),
     #[error("table {0:?} needs a peer address")]
     PeerRequired(TableKind),
+    /// The FIB table was asked of a daemon that installs no kernel routes (`--fib off`, or a
+    /// configuration-file daemon).
+    #[error("this daemon installs no kernel routes (the FIB is off)")]
+    NoFib,
 }
 
 /// The answer to a [`Query`].
@@ -73,6 +79,29 @@ pub struct SpeakerView {
     pub decision_runs: u64,
     pub updates_received: u64,
     pub updates_sent: u64,
+    /// Kernel route counters; `None` when the daemon installs no kernel routes. The speaker
+    /// holds no kernel table: the driver, which owns the FIB, fills this in.
+    pub fib: Option<FibCounters>,
+}
+
+/// Counters of the kernel route installer (the driver's FIB manager).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FibCounters {
+    /// Our routes in the kernel, as far as we know.
+    pub installed: u64,
+    /// Prefixes we want but another protocol's route holds (left untouched).
+    pub foreign: u64,
+    pub adds: u64,
+    pub replaces: u64,
+    pub deletes: u64,
+    /// Kernel operations that failed (retried where that can help).
+    pub failures: u64,
+    /// Routes put back after someone else deleted or changed them.
+    pub repairs: u64,
+    /// Stale routes (found at start, unclaimed) deleted after initial convergence.
+    pub swept: u64,
+    /// Batches handed to the kernel.
+    pub batches: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,7 +158,40 @@ pub struct RouteView {
     pub best: bool,
     /// Decision reason: why the best path won, or why this one lost.
     pub reason: String,
+    /// A BGP path kept through a restart, or a kernel route found at start and kept until
+    /// initial convergence.
     pub stale: bool,
+    /// Set for FIB entries only: the kernel route as installed (`next_hops` then holds its
+    /// gateways, `peer` is `None` and no BGP attribute is set).
+    pub kernel: Option<KernelRouteView>,
+}
+
+/// A kernel route of ours (FIB table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelRouteView {
+    pub kind: KernelRouteKind,
+    /// Empty for a blackhole.
+    pub next_hops: Vec<KernelNextHop>,
+}
+
+/// What a kernel route does with packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelRouteKind {
+    Unicast,
+    Blackhole,
+    /// Another route type carrying our protocol (e.g. left behind by BIRD): the kernel's
+    /// `rtm_type`.
+    Other(u8),
+}
+
+/// One next hop of a kernel route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelNextHop {
+    pub gateway: IpAddr,
+    /// The output device when we named one (IPIP: `tunl0`).
+    pub device: Option<String>,
+    /// `RTNH_F_ONLINK`.
+    pub onlink: bool,
 }
 
 /// Something that happened, for `WatchEvents` and logs.

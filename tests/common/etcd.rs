@@ -340,7 +340,7 @@ fn free_ports() -> (u16, u16) {
 
 /// Generates a CA, a server certificate (SAN IP 127.0.0.1) and a client certificate, all
 /// P-256 and valid for 2 days, into `dir`.
-fn make_pki(dir: &Path) -> EtcdTls {
+pub fn make_pki(dir: &Path) -> EtcdTls {
     fs::create_dir_all(dir).expect("creating the PKI directory");
     let p = |f: &str| dir.join(f);
     let s = |f: &str| p(f).display().to_string();

@@ -60,7 +60,7 @@ pub mod netns;
 pub mod podbgp;
 pub mod poll;
 
-pub use etcd::{Etcd, TcpProxy};
+pub use etcd::{Etcd, EtcdTls, TcpProxy, make_pki};
 pub use frr::{BgpdConfig, Frr};
 pub use json::{assert_json_subset, json_subset};
 pub use netns::{CmdError, KernelRoute, Lab, Lan, Netns, Proc};

@@ -1,8 +1,10 @@
-//! `podbgp health --live|--ready`: Kubernetes probes with calico/node's BIRD semantics
-//! (calico-bgp.md §5.3, projectcalico/calico node/pkg/health/health.go).
+//! Liveness and readiness with calico/node's BIRD semantics (calico-bgp.md §5.3,
+//! projectcalico/calico node/pkg/health/health.go), shared by the two ways of asking:
+//! `podbgp health --live|--ready` (the CLI, over the gRPC API) and the daemon's HTTP probes
+//! `/livez` and `/readyz` ([`crate::metrics`]).
 //!
-//! * **live**: the daemon answers `GetSpeaker` within [`PROBE_TIMEOUT`] (calico: `birdcl show
-//!   status` answers).
+//! * **live**: the daemon answers a speaker query within [`PROBE_TIMEOUT`] (calico: `birdcl
+//!   show status` answers).
 //! * **ready**, per address family (calico runs the check for `bird` and `bird6` separately;
 //!   here IPv4 and IPv6 peers are the two families):
 //!   - no peers in the family → ready;

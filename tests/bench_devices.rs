@@ -12,10 +12,6 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const INJECTORS: u64 = 2;
-const PREFIXES: u64 = 2000;
-const MONITORS: u64 = 2;
-
 /// An executable named `name` on `PATH`, else at `fallback`.
 fn find(name: &str, fallback: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
@@ -52,6 +48,17 @@ fn devices() -> (Vec<&'static str>, Vec<String>) {
 
 #[test]
 fn rr_fanin_converges_on_every_device() {
+    rr_fanin(2, 2000, 2);
+}
+
+/// Calico-shaped: few injectors, many clients (200, as `--injectors 4 --prefixes 2500
+/// --monitors 200` in the README, with fewer prefixes to stay quick on GoBGP).
+#[test]
+fn rr_fanin_reaches_two_hundred_clients_on_every_device() {
+    rr_fanin(4, 50, 200);
+}
+
+fn rr_fanin(injectors: u64, prefixes: u64, monitors: u64) {
     let (run, skipped) = devices();
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
     if !skipped.is_empty() {
@@ -72,11 +79,11 @@ fn rr_fanin_converges_on_every_device() {
             "--device",
             &list,
             "--injectors",
-            &INJECTORS.to_string(),
+            &injectors.to_string(),
             "--prefixes",
-            &PREFIXES.to_string(),
+            &prefixes.to_string(),
             "--monitors",
-            &MONITORS.to_string(),
+            &monitors.to_string(),
             "--runs",
             "1",
             "--timeout",
@@ -108,9 +115,9 @@ fn rr_fanin_converges_on_every_device() {
     for v in &lines {
         assert_eq!(v["scenario"], "rr-fanin", "{v}");
         assert_eq!(v["run"], 1, "{v}");
-        assert_eq!(v["injectors"], INJECTORS, "{v}");
-        assert_eq!(v["prefixes"], PREFIXES, "{v}");
-        assert_eq!(v["monitors"], MONITORS, "{v}");
+        assert_eq!(v["injectors"], injectors, "{v}");
+        assert_eq!(v["prefixes"], prefixes, "{v}");
+        assert_eq!(v["monitors"], monitors, "{v}");
         assert_eq!(v["anomalies"], 0, "{v}\n--- stderr ---\n{stderr}");
         let wall = v["wall_s"].as_f64().expect("wall_s");
         let converged = v["converged_s"].as_f64().expect("converged_s");

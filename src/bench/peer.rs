@@ -35,6 +35,17 @@ pub enum Event {
     RxDone(SessionId, Instant),
     /// Everything this session was to send is written.
     TxDone(SessionId, Instant),
+    /// A later write (see [`Writes::later`]) starts now.
+    Sent(SessionId, Instant),
+    /// An observing receiver (see [`PrefixCounter::observe`]) read, at `at`, an UPDATE that
+    /// withdrew `withdrawn` prefixes it held and announced again `announced` it had seen
+    /// withdrawn.
+    Seen {
+        id: SessionId,
+        at: Instant,
+        withdrawn: u32,
+        announced: u32,
+    },
     Failed(String),
 }
 
@@ -211,6 +222,8 @@ pub enum ReadyOn {
     /// other injectors; 0: at once). Every speaker reflects them, End-of-RIB or not, and
     /// only over Established sessions.
     Probes(u32),
+    /// Once everything expected arrived (mesh nodes: the device's own blocks).
+    Done,
 }
 
 /// What the reader does with UPDATEs.
@@ -259,8 +272,13 @@ pub async fn read_loop(
         if !done && expect > 0 && have >= expect {
             done = true;
             let _ = events.send(Event::RxDone(id, Instant::now()));
+            if ready_on == ReadyOn::Done {
+                let _ = events.send(Event::Ready(id));
+            }
         }
     };
+    // When the bytes being framed were read.
+    let mut read_at = Instant::now();
     let fail = |msg: String| {
         let _ = events.send(Event::Failed(format!("{me}: {msg}")));
     };
@@ -326,7 +344,15 @@ pub async fn read_loop(
                                     let _ = events.send(Event::Ready(id));
                                 }
                             } else {
-                                counter.update(&u);
+                                let t = counter.update(&u);
+                                if t.withdrawn + t.announced > 0 {
+                                    let _ = events.send(Event::Seen {
+                                        id,
+                                        at: read_at,
+                                        withdrawn: t.withdrawn,
+                                        announced: t.announced,
+                                    });
+                                }
                                 if !ready && want_probes.is_some_and(|n| counter.probes.len() >= n)
                                 {
                                     ready = true;
@@ -335,8 +361,10 @@ pub async fn read_loop(
                                 stats.rx_prefixes.store(counter.distinct, Ordering::Relaxed);
                                 stats
                                     .duplicates
-                                    .store(counter.announced - counter.distinct, Ordering::Relaxed);
-                                stats.withdrawn.store(counter.withdrawn, Ordering::Relaxed);
+                                    .store(counter.duplicates(), Ordering::Relaxed);
+                                stats
+                                    .withdrawn
+                                    .store(counter.spurious_withdrawals(), Ordering::Relaxed);
                                 stats
                                     .unexpected
                                     .store(counter.unexpected, Ordering::Relaxed);
@@ -369,21 +397,30 @@ pub async fn read_loop(
         match rd.read_buf(&mut buf).await {
             Ok(0) => return fail("connection closed by the device".into()),
             Err(e) => return fail(format!("read: {e}")),
-            Ok(_) => {}
+            Ok(_) => read_at = Instant::now(),
         }
     }
 }
 
-/// The writer task: writes `probe` at once, waits for the start signal, writes `chunks`,
-/// reports TxDone, then sends a KEEPALIVE every hold/3 seconds. With no chunks it only keeps
-/// the session alive.
-#[allow(clippy::too_many_arguments)]
+/// What a writer sends.
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// Written at once, before the start signal (the injectors' probe routes).
+    pub probe: Option<Bytes>,
+    /// Written after the start signal, then reported with [`Event::TxDone`].
+    pub chunks: Vec<Bytes>,
+    /// Written as they arrive, after the chunks, each announced by [`Event::Sent`] just
+    /// before its write (churn waves).
+    pub later: Option<mpsc::UnboundedReceiver<Bytes>>,
+}
+
+/// The writer task: writes the probe at once, waits for the start signal, writes the chunks,
+/// reports TxDone, then sends a KEEPALIVE every hold/3 seconds and whatever `later` brings.
 pub async fn write_loop(
     id: SessionId,
     me: Identity,
     mut wr: OwnedWriteHalf,
-    probe: Option<Bytes>,
-    chunks: Vec<Bytes>,
+    writes: Writes,
     mut start: watch::Receiver<bool>,
     stats: Arc<Stats>,
     events: mpsc::UnboundedSender<Event>,
@@ -391,6 +428,11 @@ pub async fn write_loop(
     let fail = |e: std::io::Error| {
         let _ = events.send(Event::Failed(format!("{me}: write: {e}")));
     };
+    let Writes {
+        probe,
+        chunks,
+        mut later,
+    } = writes;
     if let Some(p) = probe
         && let Err(e) = wr.write_all(&p).await
     {
@@ -408,14 +450,35 @@ pub async fn write_loop(
         }
         let _ = events.send(Event::TxDone(id, Instant::now()));
     }
-    if me.hold_time == 0 {
-        return std::future::pending().await;
-    }
-    let every = Duration::from_secs(u64::from(me.hold_time / 3).max(1));
+    // No KEEPALIVEs with hold time 0: a timer that never fires.
+    let every = match me.hold_time {
+        0 => Duration::from_secs(365 * 24 * 3600),
+        h => Duration::from_secs(u64::from(h / 3).max(1)),
+    };
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
-        tokio::time::sleep(every).await;
-        if let Err(e) = wr.write_all(&wire::keepalive()).await {
-            return fail(e);
+        let next = async {
+            match later.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = keepalive.tick() => {
+                if let Err(e) = wr.write_all(&wire::keepalive()).await {
+                    return fail(e);
+                }
+            }
+            b = next => match b {
+                Some(b) => {
+                    let _ = events.send(Event::Sent(id, Instant::now()));
+                    if let Err(e) = wr.write_all(&b).await {
+                        return fail(e);
+                    }
+                    stats.tx_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                None => later = None,
+            },
         }
     }
 }

@@ -15,6 +15,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 { [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] && command -v vtysh >/dev/null; } || missing+=(frr)
 command -v ip >/dev/null || missing+=(iproute2)
+# Benchmark devices (tests/bench_devices.rs): BIRD 2 and GoBGP beside FRR's bgpd.
+[ -x /usr/sbin/bird ] || missing+=(bird2)
+[ -x /usr/bin/gobgpd ] || missing+=(gobgpd)
 command -v python3 >/dev/null || missing+=(python3)
 # etcd tests (tests/etcd_client.rs): a real etcd member, etcdctl, and openssl for test certificates.
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)

@@ -29,13 +29,23 @@ pub type SessionId = usize;
 /// What sessions tell the run.
 #[derive(Debug)]
 pub enum Event {
-    /// The session is usable: End-of-RIB received from the device (so the device has the
-    /// session Established), or, for a calibration sink, the handshake completed.
+    /// The session is usable (see [`ReadyOn`]).
     Ready(SessionId),
     /// Everything this session was to receive has arrived.
     RxDone(SessionId, Instant),
     /// Everything this session was to send is written.
     TxDone(SessionId, Instant),
+    /// A later write (see [`Writes::later`]) starts now.
+    Sent(SessionId, Instant),
+    /// An observing receiver (see [`PrefixCounter::observe`]) read, at `at`, an UPDATE that
+    /// withdrew `withdrawn` prefixes it held and announced again `announced` it had seen
+    /// withdrawn.
+    Seen {
+        id: SessionId,
+        at: Instant,
+        withdrawn: u32,
+        announced: u32,
+    },
     Failed(String),
 }
 
@@ -95,6 +105,35 @@ pub async fn connect_from(
             Err(e) => return Err(e).with_context(|| format!("connect {local} -> {remote}")),
         }
     }
+}
+
+/// [`connect_from`] then [`handshake`], starting over while `deadline` has not passed when the
+/// device closes or resets the connection or refuses the session: a device may accept
+/// connections before it has read every neighbor from its configuration (GoBGP does).
+pub async fn connect_and_handshake(
+    local: Ipv4Addr,
+    remote: SocketAddr,
+    me: &Identity,
+    deadline: Instant,
+) -> anyhow::Result<(TcpStream, BytesMut)> {
+    loop {
+        let mut st = connect_from(local, remote, deadline).await?;
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        match handshake(&mut st, me, &mut buf).await {
+            Ok(_) => return Ok((st, buf)),
+            Err(e) if Instant::now() < deadline => {
+                drop(st);
+                note_retry(me, &e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One line on stderr per retried handshake (rare: only while a device starts up).
+fn note_retry(me: &Identity, e: &anyhow::Error) {
+    eprintln!("{me}: handshake failed ({e:#}); retrying");
 }
 
 fn our_open(me: &Identity) -> Bytes {
@@ -172,11 +211,26 @@ pub async fn handshake(
         .with_context(|| format!("{me}: handshake"))
 }
 
+/// When a reader reports its session [`Event::Ready`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyOn {
+    /// At once, without an event (calibration sinks, which report it themselves).
+    Now,
+    /// On the first End-of-RIB (calibration injectors: the sink sends one).
+    EndOfRib,
+    /// Once this many distinct probe prefixes arrived (reflected by the device from the
+    /// other injectors; 0: at once). Every speaker reflects them, End-of-RIB or not, and
+    /// only over Established sessions.
+    Probes(u32),
+    /// Once everything expected arrived (mesh nodes: the device's own blocks).
+    Done,
+}
+
 /// What the reader does with UPDATEs.
 pub enum Receive {
     /// Walk the NLRI field only and count prefixes (injectors: they only drain); done after
-    /// `expect` announced prefixes (duplicates included).
-    Drain { expect: u64 },
+    /// `expect` announced prefixes (duplicates included). `plan` tells the probes apart.
+    Drain { expect: u64, plan: plan::Plan },
     /// Decode every UPDATE and count distinct prefixes of the plan; done at `expect`.
     Count {
         counter: Box<PrefixCounter>,
@@ -184,8 +238,8 @@ pub enum Receive {
     },
 }
 
-/// The reader task: frames everything, reports Ready on the first End-of-RIB (unless
-/// `ready_now`), and RxDone once the expected count is reached; then keeps draining.
+/// The reader task: frames everything, reports Ready as `ready_on` says, and RxDone once the
+/// expected count is reached; then keeps draining. Probe prefixes are not counted.
 #[allow(clippy::too_many_arguments)]
 pub async fn read_loop(
     id: SessionId,
@@ -193,23 +247,38 @@ pub async fn read_loop(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
     mut mode: Receive,
-    ready_now: bool,
+    ready_on: ReadyOn,
     stats: Arc<Stats>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let cx = plan::client_codec();
-    let mut ready = ready_now;
+    let mut ready = ready_on == ReadyOn::Now;
+    if ready_on == ReadyOn::Probes(0) {
+        ready = true;
+        let _ = events.send(Event::Ready(id));
+    }
+    let want_probes = match ready_on {
+        ReadyOn::Probes(n) => Some(n),
+        _ => None,
+    };
+    // Injectors' probes seen while waiting (counting receivers keep theirs in the counter).
+    let mut probes = plan::ProbeSet::default();
     let mut done = false;
     let mut check_done = |mode: &Receive, stats: &Stats| {
         let (have, expect) = match mode {
-            Receive::Drain { expect } => (stats.rx_prefixes.load(Ordering::Relaxed), *expect),
+            Receive::Drain { expect, .. } => (stats.rx_prefixes.load(Ordering::Relaxed), *expect),
             Receive::Count { counter, expect } => (counter.distinct, *expect),
         };
         if !done && expect > 0 && have >= expect {
             done = true;
             let _ = events.send(Event::RxDone(id, Instant::now()));
+            if ready_on == ReadyOn::Done {
+                let _ = events.send(Event::Ready(id));
+            }
         }
     };
+    // When the bytes being framed were read.
+    let mut read_at = Instant::now();
     let fail = |msg: String| {
         let _ = events.send(Event::Failed(format!("{me}: {msg}")));
     };
@@ -229,9 +298,37 @@ pub async fn read_loop(
             stats.rx_messages.fetch_add(1, Ordering::Relaxed);
             match frame[18] {
                 2 => match &mut mode {
+                    // Until ready, decode in full to tell the probes from the plan's prefixes
+                    // (little traffic then); after, only walk the NLRI field.
+                    Receive::Drain { plan, .. } if !ready && want_probes.is_some() => {
+                        match wire::decode_message(frame, &cx) {
+                            Ok(Message::Update(u)) => {
+                                let mut announced = 0;
+                                for n in &u.nlri {
+                                    match n.prefix {
+                                        ipnet::IpNet::V4(p) if plan.probe_index(&p).is_some() => {
+                                            // Not its own probe, should a device send it back.
+                                            match plan.probe_index(&p) {
+                                                Some(i) if i != me.index => probes.insert(i),
+                                                _ => {}
+                                            }
+                                        }
+                                        _ => announced += 1,
+                                    }
+                                }
+                                stats.rx_prefixes.fetch_add(announced, Ordering::Relaxed);
+                                if want_probes.is_some_and(|n| probes.len() >= n) {
+                                    ready = true;
+                                    let _ = events.send(Event::Ready(id));
+                                }
+                            }
+                            Ok(m) => return fail(format!("expected UPDATE, decoded {m:?}")),
+                            Err(e) => return fail(format!("bad UPDATE from the device: {e}")),
+                        }
+                    }
                     Receive::Drain { .. } => match plan::raw_count(frame) {
                         Some(rc) => {
-                            if rc.end_of_rib && !ready {
+                            if rc.end_of_rib && !ready && ready_on == ReadyOn::EndOfRib {
                                 ready = true;
                                 let _ = events.send(Event::Ready(id));
                             }
@@ -242,17 +339,32 @@ pub async fn read_loop(
                     Receive::Count { counter, .. } => match wire::decode_message(frame, &cx) {
                         Ok(Message::Update(u)) => {
                             if u.end_of_rib().is_some() {
-                                if !ready {
+                                if !ready && ready_on == ReadyOn::EndOfRib {
                                     ready = true;
                                     let _ = events.send(Event::Ready(id));
                                 }
                             } else {
-                                counter.update(&u);
+                                let t = counter.update(&u);
+                                if t.withdrawn + t.announced > 0 {
+                                    let _ = events.send(Event::Seen {
+                                        id,
+                                        at: read_at,
+                                        withdrawn: t.withdrawn,
+                                        announced: t.announced,
+                                    });
+                                }
+                                if !ready && want_probes.is_some_and(|n| counter.probes.len() >= n)
+                                {
+                                    ready = true;
+                                    let _ = events.send(Event::Ready(id));
+                                }
                                 stats.rx_prefixes.store(counter.distinct, Ordering::Relaxed);
                                 stats
                                     .duplicates
-                                    .store(counter.announced - counter.distinct, Ordering::Relaxed);
-                                stats.withdrawn.store(counter.withdrawn, Ordering::Relaxed);
+                                    .store(counter.duplicates(), Ordering::Relaxed);
+                                stats
+                                    .withdrawn
+                                    .store(counter.spurious_withdrawals(), Ordering::Relaxed);
                                 stats
                                     .unexpected
                                     .store(counter.unexpected, Ordering::Relaxed);
@@ -285,18 +397,30 @@ pub async fn read_loop(
         match rd.read_buf(&mut buf).await {
             Ok(0) => return fail("connection closed by the device".into()),
             Err(e) => return fail(format!("read: {e}")),
-            Ok(_) => {}
+            Ok(_) => read_at = Instant::now(),
         }
     }
 }
 
-/// The writer task: waits for the start signal, writes `chunks`, reports TxDone, then sends a
-/// KEEPALIVE every hold/3 seconds. With no chunks it only keeps the session alive.
+/// What a writer sends.
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// Written at once, before the start signal (the injectors' probe routes).
+    pub probe: Option<Bytes>,
+    /// Written after the start signal, then reported with [`Event::TxDone`].
+    pub chunks: Vec<Bytes>,
+    /// Written as they arrive, after the chunks, each announced by [`Event::Sent`] just
+    /// before its write (churn waves).
+    pub later: Option<mpsc::UnboundedReceiver<Bytes>>,
+}
+
+/// The writer task: writes the probe at once, waits for the start signal, writes the chunks,
+/// reports TxDone, then sends a KEEPALIVE every hold/3 seconds and whatever `later` brings.
 pub async fn write_loop(
     id: SessionId,
     me: Identity,
     mut wr: OwnedWriteHalf,
-    chunks: Vec<Bytes>,
+    writes: Writes,
     mut start: watch::Receiver<bool>,
     stats: Arc<Stats>,
     events: mpsc::UnboundedSender<Event>,
@@ -304,6 +428,16 @@ pub async fn write_loop(
     let fail = |e: std::io::Error| {
         let _ = events.send(Event::Failed(format!("{me}: write: {e}")));
     };
+    let Writes {
+        probe,
+        chunks,
+        mut later,
+    } = writes;
+    if let Some(p) = probe
+        && let Err(e) = wr.write_all(&p).await
+    {
+        return fail(e);
+    }
     if !chunks.is_empty() {
         if start.wait_for(|s| *s).await.is_err() {
             return;
@@ -316,14 +450,35 @@ pub async fn write_loop(
         }
         let _ = events.send(Event::TxDone(id, Instant::now()));
     }
-    if me.hold_time == 0 {
-        return std::future::pending().await;
-    }
-    let every = Duration::from_secs(u64::from(me.hold_time / 3).max(1));
+    // No KEEPALIVEs with hold time 0: a timer that never fires.
+    let every = match me.hold_time {
+        0 => Duration::from_secs(365 * 24 * 3600),
+        h => Duration::from_secs(u64::from(h / 3).max(1)),
+    };
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
-        tokio::time::sleep(every).await;
-        if let Err(e) = wr.write_all(&wire::keepalive()).await {
-            return fail(e);
+        let next = async {
+            match later.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = keepalive.tick() => {
+                if let Err(e) = wr.write_all(&wire::keepalive()).await {
+                    return fail(e);
+                }
+            }
+            b = next => match b {
+                Some(b) => {
+                    let _ = events.send(Event::Sent(id, Instant::now()));
+                    if let Err(e) = wr.write_all(&b).await {
+                        return fail(e);
+                    }
+                    stats.tx_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                None => later = None,
+            },
         }
     }
 }

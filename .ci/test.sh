@@ -50,6 +50,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # --- tests ----------------------------------------------------------------------------
+# A one-shot build gains nothing from incremental state, which would add ~2 GB to target/.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "== disk before build: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free"
 threads="${PODBGP_TEST_THREADS:-4}"
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
@@ -60,4 +63,5 @@ else
 fi
 # nextest does not run doctests.
 cargo test --workspace --doc || status=1
+echo "== disk after tests: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free, target/ $(du -sh target 2>/dev/null | cut -f1)"
 exit "$status"

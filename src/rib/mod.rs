@@ -11,6 +11,14 @@
 //!   interned attribute set; the per-peer state is bounded by the table size, never by how slow
 //!   the peer reads.
 //!
+//! Memory layout (per route, since a reflector holds every route once per client): each
+//! destination lives in a slot of one array and has a stable [`DestId`] while anything refers
+//! to it. A peer's Adj-RIB-Out is a dense `Vec<u32>` indexed by that id: 0 for "not
+//! advertised", else the id of an interned (exported attributes, next hop) pair, with the top
+//! bit marking "queued for sending". So one advertised route costs a peer 4 bytes, and its
+//! send queue 4 more while it waits (BIRD keeps one bit per route and channel; a hash map
+//! entry per route and peer cost ~100 bytes).
+//!
 //! Export rules live in `export.rs`, the comparison in `decision.rs`.
 
 pub mod attrs;
@@ -56,8 +64,14 @@ impl Path {
     }
 }
 
-#[derive(Debug, Default)]
+/// Index of a destination's slot (see the module documentation).
+pub type DestId = u32;
+
+#[derive(Debug)]
 struct Dest {
+    prefix: IpNet,
+    /// False for a free slot.
+    live: bool,
     /// Candidates, in arrival order (edited in place between decision runs).
     paths: Vec<Path>,
     /// The ECMP set chosen by the last decision run, best first (empty: unreachable).
@@ -65,6 +79,151 @@ struct Dest {
     /// Why the best path won (against the runner-up).
     reason: Option<Reason>,
     dirty: bool,
+    /// How many peers have this destination in their send queue; the slot is reused only
+    /// when no queue refers to it.
+    queued: u32,
+}
+
+impl Dest {
+    fn new(prefix: IpNet) -> Self {
+        Dest {
+            prefix,
+            live: true,
+            paths: Vec::new(),
+            best: Vec::new(),
+            reason: None,
+            dirty: false,
+            queued: 0,
+        }
+    }
+}
+
+/// The destination table: prefix → slot id, and the slots.
+#[derive(Debug, Default)]
+struct Dests {
+    index: FxHashMap<IpNet, DestId>,
+    slots: Vec<Dest>,
+    free: Vec<DestId>,
+}
+
+impl Dests {
+    fn id(&self, prefix: &IpNet) -> Option<DestId> {
+        self.index.get(prefix).copied()
+    }
+
+    fn get(&self, prefix: &IpNet) -> Option<&Dest> {
+        self.id(prefix).map(|i| &self.slots[i as usize])
+    }
+
+    fn get_or_insert(&mut self, prefix: IpNet) -> DestId {
+        if let Some(&id) = self.index.get(&prefix) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Dest::new(prefix);
+                id
+            }
+            None => {
+                self.slots.push(Dest::new(prefix));
+                (self.slots.len() - 1) as DestId
+            }
+        };
+        self.index.insert(prefix, id);
+        id
+    }
+
+    /// Frees `id`'s slot when nothing refers to it any more: no path, no best path (so no
+    /// peer has it advertised), not dirty, in no send queue.
+    fn release_if_unused(&mut self, id: DestId) {
+        let d = &mut self.slots[id as usize];
+        if d.live && d.paths.is_empty() && d.best.is_empty() && !d.dirty && d.queued == 0 {
+            d.live = false;
+            d.reason = None;
+            d.paths = Vec::new();
+            d.best = Vec::new();
+            self.index.remove(&d.prefix);
+            self.free.push(id);
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (DestId, &Dest)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.live)
+            .map(|(i, d)| (i as DestId, d))
+    }
+}
+
+/// Interned Adj-RIB-Out entries: (exported attributes, next hop) → small id, reference
+/// counted by the peers' Adj-RIB-Out slots. Id 0 means "not advertised".
+#[derive(Debug)]
+struct OutTable {
+    entries: Vec<(Option<OutRoute>, u32)>,
+    index: FxHashMap<(usize, Option<MpNextHop>), u32>,
+    free: Vec<u32>,
+}
+
+impl Default for OutTable {
+    fn default() -> Self {
+        OutTable {
+            entries: vec![(None, 0)],
+            index: FxHashMap::default(),
+            free: Vec::new(),
+        }
+    }
+}
+
+/// Top bit of a peer's Adj-RIB-Out slot: the destination is in its send queue.
+const QUEUED: u32 = 1 << 31;
+
+impl OutTable {
+    fn key(r: &OutRoute) -> (usize, Option<MpNextHop>) {
+        (Arc::as_ptr(&r.attrs) as usize, r.next_hop)
+    }
+
+    fn acquire(&mut self, r: OutRoute) -> u32 {
+        let key = Self::key(&r);
+        if let Some(&id) = self.index.get(&key) {
+            self.entries[id as usize].1 += 1;
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize] = (Some(r), 1);
+                id
+            }
+            None => {
+                self.entries.push((Some(r), 1));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        debug_assert!(id < QUEUED, "out-route ids exhausted");
+        self.index.insert(key, id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        if id == 0 {
+            return;
+        }
+        let e = &mut self.entries[id as usize];
+        e.1 -= 1;
+        if e.1 == 0 {
+            if let Some(r) = e.0.take() {
+                self.index.remove(&Self::key(&r));
+            }
+            self.free.push(id);
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&OutRoute> {
+        if id == 0 {
+            return None;
+        }
+        self.entries[id as usize].0.as_ref()
+    }
 }
 
 /// What the RIB knows about an Established peer.
@@ -109,14 +268,110 @@ struct PeerRib {
     /// The part of `adj_in` kept from a previous session and not yet re-announced
     /// (RFC 4724 §4.2 "stale").
     stale: FxHashSet<IpNet>,
-    adj_out: FxHashMap<IpNet, OutRoute>,
-    pending: VecDeque<IpNet>,
-    in_pending: FxHashSet<IpNet>,
+    /// By [`DestId`]: `QUEUED` bit | id in the [`OutTable`] (0: not advertised).
+    adj_out: Vec<u32>,
+    /// Advertised prefixes: IPv4, IPv6.
+    advertised: [u64; 2],
+    /// Destinations whose advertisement changed since it was last sent (each once).
+    pending: VecDeque<DestId>,
     /// End-of-RIB still owed after the initial dump (RFC 4724 §2).
     eor_pending: bool,
     /// Per-peer cache: (source attrs pointer, source peer) → exported attrs.
     export_cache: FxHashMap<(usize, PeerIdx), (Arc<PathAttrs>, Arc<PathAttrs>)>,
     rejected: u64,
+}
+
+impl PeerRib {
+    fn new(meta: PeerMeta, adj_in: FxHashSet<IpNet>, stale: FxHashSet<IpNet>, rejected: u64) -> Self {
+        PeerRib {
+            meta: Arc::new(meta),
+            up: true,
+            adj_in,
+            stale,
+            adj_out: Vec::new(),
+            advertised: [0, 0],
+            pending: VecDeque::new(),
+            eor_pending: true,
+            export_cache: FxHashMap::default(),
+            rejected,
+        }
+    }
+
+    /// What is advertised for `id` (ignoring the queued bit).
+    fn out_id(&self, id: DestId) -> u32 {
+        self.adj_out.get(id as usize).map_or(0, |s| s & !QUEUED)
+    }
+
+    /// Sets the advertisement of destination `id` (`prefix`) to `new` and queues it for
+    /// sending when that changes what the peer has (or is about to get). True when changed.
+    fn set_out(
+        &mut self,
+        id: DestId,
+        prefix: &IpNet,
+        new: Option<OutRoute>,
+        outs: &mut OutTable,
+        slots: &mut [Dest],
+    ) -> bool {
+        let i = id as usize;
+        if i >= self.adj_out.len() {
+            if new.is_none() {
+                return false;
+            }
+            self.adj_out.resize(slots.len(), 0);
+        }
+        let slot = self.adj_out[i];
+        let old = slot & !QUEUED;
+        match (&new, outs.get(old)) {
+            (None, None) => return false,
+            (Some(n), Some(o)) if n == o => return false,
+            _ => {}
+        }
+        let fam = usize::from(!prefix.addr().is_ipv4());
+        if old != 0 {
+            outs.release(old);
+            self.advertised[fam] -= 1;
+        }
+        let new_id = match new {
+            Some(n) => {
+                self.advertised[fam] += 1;
+                outs.acquire(n)
+            }
+            None => 0,
+        };
+        if slot & QUEUED == 0 {
+            self.pending.push_back(id);
+            slots[i].queued += 1;
+        }
+        self.adj_out[i] = new_id | QUEUED;
+        true
+    }
+
+    /// Queues destination `id` for sending again as it is (route refresh).
+    fn queue(&mut self, id: DestId, slots: &mut [Dest]) {
+        let i = id as usize;
+        if let Some(slot) = self.adj_out.get_mut(i)
+            && *slot & QUEUED == 0
+        {
+            *slot |= QUEUED;
+            self.pending.push_back(id);
+            slots[i].queued += 1;
+        }
+    }
+
+    /// Forgets the whole Adj-RIB-Out and the send queue.
+    fn clear_out(&mut self, outs: &mut OutTable, dests: &mut Dests) {
+        let pending = std::mem::take(&mut self.pending);
+        for &id in &pending {
+            dests.slots[id as usize].queued -= 1;
+        }
+        for slot in std::mem::take(&mut self.adj_out) {
+            outs.release(slot & !QUEUED);
+        }
+        self.advertised = [0, 0];
+        for id in pending {
+            dests.release_if_unused(id);
+        }
+    }
 }
 
 /// Counters per peer and family, for the API.
@@ -161,9 +416,10 @@ pub struct ApplyStats {
 #[derive(Debug)]
 pub struct Rib {
     cfg: RibCfg,
-    dests: FxHashMap<IpNet, Dest>,
-    dirty: Vec<IpNet>,
+    dests: Dests,
+    dirty: Vec<DestId>,
     peers: FxHashMap<PeerIdx, PeerRib>,
+    outs: OutTable,
     interner: Interner,
     decision_runs: u64,
     /// Encoded attribute blocks shared by every peer that gets the same exported set:
@@ -220,9 +476,10 @@ impl Rib {
     pub fn new(cfg: RibCfg) -> Self {
         Rib {
             cfg,
-            dests: FxHashMap::default(),
+            dests: Dests::default(),
             dirty: Vec::new(),
             peers: FxHashMap::default(),
+            outs: OutTable::default(),
             interner: Interner::default(),
             decision_runs: 0,
             encoded: FxHashMap::default(),
@@ -240,9 +497,9 @@ impl Rib {
         if self.peers.is_empty() {
             return;
         }
-        let prefixes: Vec<IpNet> = self.dests.keys().copied().collect();
-        for prefix in prefixes {
-            self.export_prefix(prefix);
+        let ids: Vec<DestId> = self.dests.live().map(|(id, _)| id).collect();
+        for id in ids {
+            self.export_prefix(id);
         }
     }
 
@@ -256,7 +513,7 @@ impl Rib {
 
     /// Number of prefixes with a best path.
     pub fn loc_rib_len(&self) -> usize {
-        self.dests.values().filter(|d| !d.best.is_empty()).count()
+        self.dests.live().filter(|(_, d)| !d.best.is_empty()).count()
     }
 
     /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB). Paths kept
@@ -281,37 +538,31 @@ impl Rib {
             }
             None => Default::default(),
         };
-        let mut peer = PeerRib {
-            meta: Arc::new(meta),
-            up: true,
-            adj_in,
-            stale,
-            adj_out: FxHashMap::default(),
-            pending: VecDeque::new(),
-            in_pending: FxHashSet::default(),
-            eor_pending: true,
-            export_cache: FxHashMap::default(),
-            rejected,
-        };
-        for (prefix, dest) in &self.dests {
-            let Some(best) = dest.best.first() else {
+        let mut peer = PeerRib::new(meta, adj_in, stale, rejected);
+        let Rib {
+            cfg,
+            dests,
+            peers,
+            outs,
+            interner,
+            policy,
+            ..
+        } = self;
+        for i in 0..dests.slots.len() {
+            let dest = &dests.slots[i];
+            let Some(best) = dest.best.first().filter(|_| dest.live) else {
                 continue;
             };
-            let src = self.peers.get(&best.src).map(|p| &*p.meta);
-            if let Some(out) = export::export(
-                &self.cfg,
-                src,
-                &mut self.interner,
-                &*self.policy,
-                best,
-                prefix,
-                idx,
-                &mut peer,
-            ) && peer.meta.families.contains(&Family::of(prefix))
-            {
-                peer.adj_out.insert(*prefix, out);
-                peer.pending.push_back(*prefix);
-                peer.in_pending.insert(*prefix);
+            let prefix = dest.prefix;
+            if !peer.meta.families.contains(&Family::of(&prefix)) {
+                continue;
+            }
+            let src = peers.get(&best.src).map(|p| &*p.meta);
+            let out = export::export(
+                cfg, src, interner, &**policy, best, &prefix, idx, &mut peer,
+            );
+            if out.is_some() {
+                peer.set_out(i as DestId, &prefix, out, outs, &mut dests.slots);
             }
         }
         self.peers.insert(idx, peer);
@@ -324,9 +575,10 @@ impl Rib {
     /// slot (a reconnect with a new router id, or a new peer in a reused slot) may send the very
     /// same interned attributes.
     pub fn peer_down(&mut self, idx: PeerIdx) {
-        let Some(peer) = self.peers.remove(&idx) else {
+        let Some(mut peer) = self.peers.remove(&idx) else {
             return;
         };
+        peer.clear_out(&mut self.outs, &mut self.dests);
         for prefix in peer.adj_in {
             self.remove_path(prefix, idx);
         }
@@ -345,9 +597,7 @@ impl Rib {
             return 0;
         };
         peer.up = false;
-        peer.adj_out = FxHashMap::default();
-        peer.pending = VecDeque::new();
-        peer.in_pending = FxHashSet::default();
+        peer.clear_out(&mut self.outs, &mut self.dests);
         peer.eor_pending = false;
         peer.export_cache = FxHashMap::default();
         let old_stale = std::mem::take(&mut peer.stale);
@@ -450,19 +700,19 @@ impl Rib {
         let identity = (cfg.local_as, cfg.router_id, cfg.cluster_id)
             != (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
         self.cfg = cfg;
-        for (prefix, dest) in self.dests.iter_mut() {
-            if !dest.dirty {
+        for (i, dest) in self.dests.slots.iter_mut().enumerate() {
+            if dest.live && !dest.dirty {
                 dest.dirty = true;
-                self.dirty.push(*prefix);
+                self.dirty.push(i as DestId);
             }
         }
         if identity {
-            let prefixes: Vec<IpNet> = self.dests.keys().copied().collect();
+            let ids: Vec<DestId> = self.dests.live().map(|(id, _)| id).collect();
             for peer in self.peers.values_mut() {
                 peer.export_cache.clear();
             }
-            for prefix in prefixes {
-                self.export_prefix(prefix);
+            for id in ids {
+                self.export_prefix(id);
             }
         }
     }
@@ -643,7 +893,8 @@ impl Rib {
             // Re-announced after a graceful restart: fresh again (RFC 4724 §4.2).
             peer.stale.remove(&prefix);
         }
-        let dest = self.dests.entry(prefix).or_default();
+        let id = self.dests.get_or_insert(prefix);
+        let dest = &mut self.dests.slots[id as usize];
         match dest.paths.iter_mut().find(|p| p.src == src) {
             Some(p) => {
                 if *p == path {
@@ -651,11 +902,17 @@ impl Rib {
                 }
                 *p = path;
             }
-            None => dest.paths.push(path),
+            None => {
+                // Most destinations have one path: no room for four (Vec's first growth).
+                if dest.paths.capacity() == 0 {
+                    dest.paths.reserve_exact(1);
+                }
+                dest.paths.push(path)
+            }
         }
         if !dest.dirty {
             dest.dirty = true;
-            self.dirty.push(prefix);
+            self.dirty.push(id);
         }
         if src != LOCAL
             && let Some(peer) = self.peers.get_mut(&src)
@@ -679,16 +936,17 @@ impl Rib {
     }
 
     fn remove_path(&mut self, prefix: IpNet, src: PeerIdx) {
-        let Some(dest) = self.dests.get_mut(&prefix) else {
+        let Some(id) = self.dests.id(&prefix) else {
             return;
         };
+        let dest = &mut self.dests.slots[id as usize];
         let Some(i) = dest.paths.iter().position(|p| p.src == src) else {
             return;
         };
         dest.paths.swap_remove(i);
         if !dest.dirty {
             dest.dirty = true;
-            self.dirty.push(prefix);
+            self.dirty.push(id);
         }
     }
 
@@ -713,21 +971,24 @@ impl Rib {
         let mut changes = Vec::new();
         let take = self.dirty.len().min(max);
         let dirty = self.dirty.split_off(self.dirty.len() - take);
-        for prefix in dirty {
-            let Some(dest) = self.dests.get_mut(&prefix) else {
+        for id in dirty {
+            let dest = &mut self.dests.slots[id as usize];
+            if !dest.live {
                 continue;
-            };
+            }
             dest.dirty = false;
+            let prefix = dest.prefix;
             if dest.paths.is_empty() {
                 let old = std::mem::take(&mut dest.best);
-                self.dests.remove(&prefix);
+                dest.reason = None;
                 if !old.is_empty() {
                     changes.push(BestChange {
                         prefix,
                         paths: Vec::new(),
                     });
-                    self.export_prefix(prefix);
+                    self.export_prefix(id);
                 }
+                self.dests.release_if_unused(id);
                 continue;
             }
             let sel = {
@@ -754,50 +1015,40 @@ impl Rib {
                 dest.best = new.clone();
                 changes.push(BestChange { prefix, paths: new });
                 if best_changed {
-                    self.export_prefix(prefix);
+                    self.export_prefix(id);
                 }
             }
         }
         changes
     }
 
-    /// Recomputes every peer's advertisement of `prefix` from the current best path.
-    fn export_prefix(&mut self, prefix: IpNet) {
-        let best = self
-            .dests
-            .get(&prefix)
-            .and_then(|d| d.best.first().cloned());
+    /// Recomputes every peer's advertisement of destination `id` from its current best path.
+    fn export_prefix(&mut self, id: DestId) {
+        let dest = &self.dests.slots[id as usize];
+        let prefix = dest.prefix;
+        let best = dest.best.first().cloned();
         let src = best
             .as_ref()
             .and_then(|b| self.peers.get(&b.src))
             .map(|p| p.meta.clone());
         let family = Family::of(&prefix);
-        let (cfg, interner, policy) = (&self.cfg, &mut self.interner, &*self.policy);
-        for (&idx, peer) in self.peers.iter_mut() {
+        let Rib {
+            cfg,
+            dests,
+            peers,
+            outs,
+            interner,
+            policy,
+            ..
+        } = self;
+        for (&idx, peer) in peers.iter_mut() {
             if !peer.up || !peer.meta.families.contains(&family) {
                 continue;
             }
             let new = best.as_ref().and_then(|b| {
-                export::export(cfg, src.as_deref(), interner, policy, b, &prefix, idx, peer)
+                export::export(cfg, src.as_deref(), interner, &**policy, b, &prefix, idx, peer)
             });
-            let changed = match (&new, peer.adj_out.get(&prefix)) {
-                (None, None) => false,
-                (Some(n), Some(o)) => n != o,
-                _ => true,
-            };
-            if changed {
-                match new {
-                    Some(n) => {
-                        peer.adj_out.insert(prefix, n);
-                    }
-                    None => {
-                        peer.adj_out.remove(&prefix);
-                    }
-                }
-                if peer.in_pending.insert(prefix) {
-                    peer.pending.push_back(prefix);
-                }
-            }
+            peer.set_out(id, &prefix, new, outs, &mut dests.slots);
         }
     }
 
@@ -806,15 +1057,10 @@ impl Rib {
         let Some(peer) = self.peers.get_mut(&idx).filter(|p| p.up) else {
             return;
         };
-        let prefixes: Vec<IpNet> = peer
-            .adj_out
-            .keys()
-            .filter(|p| Family::of(p) == family)
-            .copied()
-            .collect();
-        for p in prefixes {
-            if peer.in_pending.insert(p) {
-                peer.pending.push_back(p);
+        let slots = &mut self.dests.slots;
+        for i in 0..peer.adj_out.len() {
+            if peer.adj_out[i] & !QUEUED != 0 && Family::of(&slots[i].prefix) == family {
+                peer.queue(i as DestId, slots);
             }
         }
     }
@@ -835,7 +1081,14 @@ impl Rib {
         max_prefixes: usize,
         out: &mut Vec<Bytes>,
     ) -> usize {
-        let Some(peer) = self.peers.get_mut(&idx).filter(|p| p.up) else {
+        let Rib {
+            dests,
+            peers,
+            outs,
+            encoded,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&idx).filter(|p| p.up) else {
             return 0;
         };
         let before = out.len();
@@ -843,9 +1096,16 @@ impl Rib {
         let mut withdraw_v4: Vec<Nlri> = Vec::new();
         let mut withdraw_v6: Vec<Nlri> = Vec::new();
         let n = peer.pending.len().min(max_prefixes);
-        for prefix in peer.pending.drain(..n) {
-            peer.in_pending.remove(&prefix);
-            match peer.adj_out.get(&prefix) {
+        for id in peer.pending.drain(..n) {
+            let i = id as usize;
+            peer.adj_out[i] &= !QUEUED;
+            let d = &mut dests.slots[i];
+            d.queued -= 1;
+            let prefix = d.prefix;
+            if d.queued == 0 {
+                dests.release_if_unused(id);
+            }
+            match outs.get(peer.adj_out[i]) {
                 Some(r) => {
                     let key = (
                         Arc::as_ptr(&r.attrs) as usize,
@@ -871,8 +1131,8 @@ impl Rib {
         if !withdraw_v6.is_empty() {
             wire::pack_withdraw(codec, Family::IPV6_UNICAST, &withdraw_v6, out);
         }
-        if self.encoded.len() > ENCODED_CACHE_MAX {
-            self.encoded.clear();
+        if encoded.len() > ENCODED_CACHE_MAX {
+            encoded.clear();
         }
         for ((ptr, next_hop, family), (attrs, nlri)) in groups {
             let v4 = family == Family::IPV4_UNICAST;
@@ -880,8 +1140,7 @@ impl Rib {
                 Some(MpNextHop::V4(a)) if v4 => Some(a),
                 _ => None,
             };
-            let (_, bytes) = self
-                .encoded
+            let (_, bytes) = encoded
                 .entry((ptr, codec.four_octet_as, nh4))
                 .or_insert_with(|| {
                     let mut buf = BytesMut::with_capacity(128);
@@ -918,12 +1177,11 @@ impl Rib {
             return PeerCounts::default();
         };
         let v4_in = p.adj_in.iter().filter(|x| x.addr().is_ipv4()).count() as u64;
-        let v4_out = p.adj_out.keys().filter(|x| x.addr().is_ipv4()).count() as u64;
         PeerCounts {
             received_v4: v4_in,
             received_v6: p.adj_in.len() as u64 - v4_in,
-            advertised_v4: v4_out,
-            advertised_v6: p.adj_out.len() as u64 - v4_out,
+            advertised_v4: p.advertised[0],
+            advertised_v6: p.advertised[1],
             rejected: p.rejected,
             stale: p.stale.len() as u64,
         }
@@ -946,8 +1204,8 @@ impl Rib {
                 }
             }
             None => {
-                for (p, d) in &self.dests {
-                    push(p, d);
+                for (_, d) in self.dests.live() {
+                    push(&d.prefix, d);
                 }
             }
         }
@@ -981,11 +1239,15 @@ impl Rib {
         let Some(peer) = self.peers.get(&idx) else {
             return Vec::new();
         };
-        peer.adj_out
-            .iter()
-            .filter(|(p, _)| prefix.is_none_or(|x| x == **p))
-            .map(|(p, r)| (*p, r.attrs.clone(), r.next_hop))
-            .collect()
+        let one = |id: DestId| {
+            let r = self.outs.get(peer.out_id(id))?;
+            let p = self.dests.slots[id as usize].prefix;
+            Some((p, r.attrs.clone(), r.next_hop))
+        };
+        match prefix {
+            Some(p) => self.dests.id(&p).and_then(one).into_iter().collect(),
+            None => (0..peer.adj_out.len() as DestId).filter_map(one).collect(),
+        }
     }
 
     /// The peer metadata, if the peer is up.
@@ -1149,6 +1411,92 @@ mod tests {
         // The same policy again changes nothing: nothing is queued.
         r.set_policy(Arc::new(OnlyTo3));
         assert!(!r.has_pending(2) && !r.has_pending(3) && !r.has_pending(4));
+    }
+
+    fn withdraw(prefix: &str) -> Update {
+        Update {
+            withdrawn: vec![prefix.parse::<IpNet>().unwrap().into()],
+            ..Update::default()
+        }
+    }
+
+    /// The prefixes of the UPDATEs `take_updates` produced: (announced, withdrawn).
+    fn sent(msgs: &[Bytes]) -> (Vec<IpNet>, Vec<IpNet>) {
+        let (mut ann, mut wd) = (Vec::new(), Vec::new());
+        for m in msgs {
+            let u = wire::decode_update(&m[19..], &SessionCodec {
+                four_octet_as: true,
+                ..SessionCodec::default()
+            })
+            .expect("our own UPDATE decodes");
+            ann.extend(u.nlri.iter().map(|n| n.prefix));
+            wd.extend(u.withdrawn.iter().map(|n| n.prefix));
+        }
+        (ann, wd)
+    }
+
+    #[test]
+    fn a_destination_slot_is_reused_only_after_every_queue_has_sent_its_withdrawal() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(3, meta(3, PeerRole::Ebgp, 65003));
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        let (a, b, c): (IpNet, IpNet, IpNet) = (
+            "172.16.0.0/16".parse().unwrap(),
+            "172.17.0.0/16".parse().unwrap(),
+            "172.18.0.0/16".parse().unwrap(),
+        );
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        let mut m3 = Vec::new();
+        r.take_updates(3, usize::MAX, &mut m3);
+        assert_eq!(sent(&m3).0, vec![a]);
+        // Withdrawn before .4 got it: .3 owes a withdrawal, .4 still has A queued.
+        r.apply_update(2, withdraw("172.16.0.0/16"));
+        r.run_decision();
+        assert!(r.adj_out(3, None).is_empty() && r.adj_out(4, None).is_empty());
+        // A new prefix must not take A's slot while a queue still refers to it.
+        r.apply_update(2, announce("172.17.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        let mut m4 = Vec::new();
+        r.take_updates(4, usize::MAX, &mut m4);
+        let (ann4, wd4) = sent(&m4);
+        assert_eq!(ann4, vec![b], "B announced to .4");
+        assert_eq!(wd4, vec![a], "A withdrawn (never announced: harmless, and it was queued)");
+        m3.clear();
+        r.take_updates(3, usize::MAX, &mut m3);
+        let (ann3, wd3) = sent(&m3);
+        assert_eq!((ann3, wd3), (vec![b], vec![a]));
+        // Now A's slot is free; C reuses it and everyone sees exactly C and B.
+        r.apply_update(2, announce("172.18.0.0/16", [198, 18, 0, 2], &[65002]));
+        r.run_decision();
+        for idx in [3, 4] {
+            let mut out: Vec<IpNet> = r.adj_out(idx, None).into_iter().map(|x| x.0).collect();
+            out.sort();
+            assert_eq!(out, vec![b, c], "peer {idx}");
+            let mut m = Vec::new();
+            r.take_updates(idx, usize::MAX, &mut m);
+            assert_eq!(sent(&m), (vec![c], vec![]), "peer {idx}");
+            let counts = r.peer_counts(idx);
+            assert_eq!((counts.advertised_v4, counts.advertised_v6), (2, 0));
+        }
+        assert!(r.adj_out(2, None).is_empty(), "never back to the source");
+        assert_eq!(r.loc_rib_len(), 2);
+        assert_eq!(r.dests.slots.len(), 2, "A's slot was reused");
+        // The source goes: both withdrawn everywhere, slots free, counters zero.
+        r.peer_down(2);
+        r.run_decision();
+        for idx in [3, 4] {
+            let mut m = Vec::new();
+            r.take_updates(idx, usize::MAX, &mut m);
+            let (ann, mut wd) = sent(&m);
+            wd.sort();
+            assert_eq!((ann, wd), (vec![], vec![b, c]), "peer {idx}");
+            assert_eq!(r.peer_counts(idx).advertised_v4, 0);
+        }
+        assert_eq!(r.dests.index.len(), 0);
+        assert_eq!(r.dests.free.len(), 2);
+        assert_eq!(r.outs.index.len(), 0, "no exported attribute set is held any more");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 use crate::config::{NextHopMode, PeerRole};
 use crate::wire::{self, Family, MpNextHop, Nlri, PathAttrs, SessionCodec, Update};
@@ -73,9 +74,10 @@ struct Dest {
     /// False for a free slot.
     live: bool,
     /// Candidates, in arrival order (edited in place between decision runs).
-    paths: Vec<Path>,
+    /// Inline when there is one (most destinations): no heap block per path.
+    paths: SmallVec<[Path; 1]>,
     /// The ECMP set chosen by the last decision run, best first (empty: unreachable).
-    best: Vec<Path>,
+    best: SmallVec<[Path; 1]>,
     /// Why the best path won (against the runner-up).
     reason: Option<Reason>,
     dirty: bool,
@@ -89,8 +91,8 @@ impl Dest {
         Dest {
             prefix,
             live: true,
-            paths: Vec::new(),
-            best: Vec::new(),
+            paths: SmallVec::new(),
+            best: SmallVec::new(),
             reason: None,
             dirty: false,
             queued: 0,
@@ -140,8 +142,8 @@ impl Dests {
         if d.live && d.paths.is_empty() && d.best.is_empty() && !d.dirty && d.queued == 0 {
             d.live = false;
             d.reason = None;
-            d.paths = Vec::new();
-            d.best = Vec::new();
+            d.paths = SmallVec::new();
+            d.best = SmallVec::new();
             self.index.remove(&d.prefix);
             self.free.push(id);
         }
@@ -902,13 +904,7 @@ impl Rib {
                 }
                 *p = path;
             }
-            None => {
-                // Most destinations have one path: no room for four (Vec's first growth).
-                if dest.paths.capacity() == 0 {
-                    dest.paths.reserve_exact(1);
-                }
-                dest.paths.push(path)
-            }
+            None => dest.paths.push(path),
         }
         if !dest.dirty {
             dest.dirty = true;
@@ -992,7 +988,7 @@ impl Rib {
                 continue;
             }
             let sel = {
-                let cands: Vec<Candidate> = dest
+                let cands: SmallVec<[Candidate; 2]> = dest
                     .paths
                     .iter()
                     .map(|p| candidate(&self.cfg, &self.peers, p))
@@ -1002,7 +998,7 @@ impl Rib {
             let Some(sel) = sel else { continue };
             // The ECMP set holds distinct next hops only (two reflected copies of one route
             // are one forwarding path).
-            let mut new: Vec<Path> = Vec::with_capacity(sel.multipath.len());
+            let mut new: SmallVec<[Path; 1]> = SmallVec::with_capacity(sel.multipath.len());
             for &i in &sel.multipath {
                 let p = &dest.paths[i];
                 if !new.iter().any(|q| q.next_hop_addr() == p.next_hop_addr()) {
@@ -1012,8 +1008,9 @@ impl Rib {
             dest.reason = Some(sel.reasons[sel.best]);
             if dest.best != new {
                 let best_changed = dest.best.first() != new.first();
-                dest.best = new.clone();
-                changes.push(BestChange { prefix, paths: new });
+                let paths = new.to_vec();
+                dest.best = new;
+                changes.push(BestChange { prefix, paths });
                 if best_changed {
                     self.export_prefix(id);
                 }

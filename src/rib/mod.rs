@@ -165,6 +165,9 @@ struct OutTable {
     entries: Vec<(Option<OutRoute>, u32)>,
     index: FxHashMap<(usize, Option<MpNextHop>), u32>,
     free: Vec<u32>,
+    /// The last id acquired: a run of prefixes from one UPDATE exports to the same pair, so
+    /// most acquisitions skip the hash lookup.
+    last: Option<((usize, Option<MpNextHop>), u32)>,
 }
 
 impl Default for OutTable {
@@ -173,6 +176,7 @@ impl Default for OutTable {
             entries: vec![(None, 0)],
             index: FxHashMap::default(),
             free: Vec::new(),
+            last: None,
         }
     }
 }
@@ -187,8 +191,15 @@ impl OutTable {
 
     fn acquire(&mut self, r: OutRoute) -> u32 {
         let key = Self::key(&r);
+        if let Some((k, id)) = self.last
+            && k == key
+        {
+            self.entries[id as usize].1 += 1;
+            return id;
+        }
         if let Some(&id) = self.index.get(&key) {
             self.entries[id as usize].1 += 1;
+            self.last = Some((key, id));
             return id;
         }
         let id = match self.free.pop() {
@@ -203,6 +214,7 @@ impl OutTable {
         };
         debug_assert!(id < QUEUED, "out-route ids exhausted");
         self.index.insert(key, id);
+        self.last = Some((key, id));
         id
     }
 
@@ -215,6 +227,9 @@ impl OutTable {
         if e.1 == 0 {
             if let Some(r) = e.0.take() {
                 self.index.remove(&Self::key(&r));
+            }
+            if self.last.is_some_and(|(_, l)| l == id) {
+                self.last = None;
             }
             self.free.push(id);
         }

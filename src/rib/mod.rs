@@ -281,10 +281,11 @@ struct PeerRib {
     /// peer is then only a source of (stale) paths, nothing is exported to it.
     up: bool,
     /// Prefixes this peer currently has a path for (its Adj-RIB-In).
-    adj_in: FxHashSet<IpNet>,
+    /// (Ids of destinations holding one of its paths: such a slot is never freed.)
+    adj_in: FxHashSet<DestId>,
     /// The part of `adj_in` kept from a previous session and not yet re-announced
     /// (RFC 4724 §4.2 "stale").
-    stale: FxHashSet<IpNet>,
+    stale: FxHashSet<DestId>,
     /// By [`DestId`]: `QUEUED` bit | id in the [`OutTable`] (0: not advertised).
     adj_out: Vec<u32>,
     /// Advertised prefixes: IPv4, IPv6.
@@ -299,7 +300,12 @@ struct PeerRib {
 }
 
 impl PeerRib {
-    fn new(meta: PeerMeta, adj_in: FxHashSet<IpNet>, stale: FxHashSet<IpNet>, rejected: u64) -> Self {
+    fn new(
+        meta: PeerMeta,
+        adj_in: FxHashSet<DestId>,
+        stale: FxHashSet<DestId>,
+        rejected: u64,
+    ) -> Self {
         PeerRib {
             meta: Arc::new(meta),
             up: true,
@@ -596,8 +602,8 @@ impl Rib {
             return;
         };
         peer.clear_out(&mut self.outs, &mut self.dests);
-        for prefix in peer.adj_in {
-            self.remove_path(prefix, idx);
+        for id in peer.adj_in {
+            self.remove_path_id(id, idx);
         }
         for other in self.peers.values_mut() {
             other.export_cache.retain(|&(_, src), _| src != idx);
@@ -619,19 +625,21 @@ impl Rib {
         peer.export_cache = FxHashMap::default();
         let old_stale = std::mem::take(&mut peer.stale);
         let mut gone = Vec::new();
-        for prefix in &peer.adj_in {
-            if old_stale.contains(prefix) || !families.contains(&Family::of(prefix)) {
-                gone.push(*prefix);
+        let slots = &self.dests.slots;
+        for &id in &peer.adj_in {
+            let family = Family::of(&slots[id as usize].prefix);
+            if old_stale.contains(&id) || !families.contains(&family) {
+                gone.push(id);
             } else {
-                peer.stale.insert(*prefix);
+                peer.stale.insert(id);
             }
         }
-        for prefix in &gone {
-            peer.adj_in.remove(prefix);
+        for id in &gone {
+            peer.adj_in.remove(id);
         }
         let kept = peer.stale.len();
-        for prefix in gone {
-            self.remove_path(prefix, idx);
+        for id in gone {
+            self.remove_path_id(id, idx);
         }
         if kept == 0 {
             self.peer_down(idx);
@@ -643,34 +651,35 @@ impl Rib {
     /// back without graceful restart for the family, or its restart time ran out. A peer that
     /// is down and has nothing left is forgotten. Returns how many paths were removed.
     pub fn flush_stale(&mut self, idx: PeerIdx, family: Option<Family>) -> usize {
+        let slots = &self.dests.slots;
         let Some(peer) = self.peers.get_mut(&idx) else {
             return 0;
         };
         if peer.stale.is_empty() {
             return 0;
         }
-        let gone: Vec<IpNet> = match family {
+        let gone: Vec<DestId> = match family {
             None => std::mem::take(&mut peer.stale).into_iter().collect(),
             Some(f) => {
-                let v: Vec<IpNet> = peer
+                let v: Vec<DestId> = peer
                     .stale
                     .iter()
-                    .filter(|p| Family::of(p) == f)
+                    .filter(|&&id| Family::of(&slots[id as usize].prefix) == f)
                     .copied()
                     .collect();
-                for p in &v {
-                    peer.stale.remove(p);
+                for id in &v {
+                    peer.stale.remove(id);
                 }
                 v
             }
         };
-        for p in &gone {
-            peer.adj_in.remove(p);
+        for id in &gone {
+            peer.adj_in.remove(id);
         }
         let forget = !peer.up && peer.adj_in.is_empty();
         let n = gone.len();
-        for p in gone {
-            self.remove_path(p, idx);
+        for id in gone {
+            self.remove_path_id(id, idx);
         }
         if forget {
             self.peer_down(idx);
@@ -687,8 +696,8 @@ impl Rib {
     pub fn stale_families(&self, idx: PeerIdx) -> Vec<Family> {
         let mut v = Vec::new();
         if let Some(p) = self.peers.get(&idx) {
-            for prefix in &p.stale {
-                let f = Family::of(prefix);
+            for &id in &p.stale {
+                let f = Family::of(&self.dests.slots[id as usize].prefix);
                 if !v.contains(&f) {
                     v.push(f);
                 }
@@ -702,9 +711,12 @@ impl Rib {
 
     /// True when `prefix` from `idx` is a stale path.
     pub fn is_stale(&self, idx: PeerIdx, prefix: &IpNet) -> bool {
+        let Some(id) = self.dests.id(prefix) else {
+            return false;
+        };
         self.peers
             .get(&idx)
-            .is_some_and(|p| !p.stale.is_empty() && p.stale.contains(prefix))
+            .is_some_and(|p| !p.stale.is_empty() && p.stale.contains(&id))
     }
 
     /// Replaces the RIB-wide settings (a configuration reload). Every prefix is decided again
@@ -903,14 +915,14 @@ impl Rib {
 
     fn upsert_path(&mut self, prefix: IpNet, path: Path) {
         let src = path.src;
+        let id = self.dests.get_or_insert(prefix);
         if src != LOCAL
             && let Some(peer) = self.peers.get_mut(&src)
             && !peer.stale.is_empty()
         {
             // Re-announced after a graceful restart: fresh again (RFC 4724 §4.2).
-            peer.stale.remove(&prefix);
+            peer.stale.remove(&id);
         }
-        let id = self.dests.get_or_insert(prefix);
         let dest = &mut self.dests.slots[id as usize];
         match dest.paths.iter_mut().find(|p| p.src == src) {
             Some(p) => {
@@ -928,28 +940,34 @@ impl Rib {
         if src != LOCAL
             && let Some(peer) = self.peers.get_mut(&src)
         {
-            peer.adj_in.insert(prefix);
+            peer.adj_in.insert(id);
         }
     }
 
     /// Removes `idx`'s path for `prefix`; true when there was one.
     fn remove_peer_path(&mut self, prefix: IpNet, idx: PeerIdx) -> bool {
+        let Some(id) = self.dests.id(&prefix) else {
+            return false;
+        };
         let had = self.peers.get_mut(&idx).is_some_and(|p| {
             if !p.stale.is_empty() {
-                p.stale.remove(&prefix);
+                p.stale.remove(&id);
             }
-            p.adj_in.remove(&prefix)
+            p.adj_in.remove(&id)
         });
         if had {
-            self.remove_path(prefix, idx);
+            self.remove_path_id(id, idx);
         }
         had
     }
 
     fn remove_path(&mut self, prefix: IpNet, src: PeerIdx) {
-        let Some(id) = self.dests.id(&prefix) else {
-            return;
-        };
+        if let Some(id) = self.dests.id(&prefix) {
+            self.remove_path_id(id, src);
+        }
+    }
+
+    fn remove_path_id(&mut self, id: DestId, src: PeerIdx) {
         let dest = &mut self.dests.slots[id as usize];
         let Some(i) = dest.paths.iter().position(|p| p.src == src) else {
             return;
@@ -1188,7 +1206,12 @@ impl Rib {
         let Some(p) = self.peers.get(&idx) else {
             return PeerCounts::default();
         };
-        let v4_in = p.adj_in.iter().filter(|x| x.addr().is_ipv4()).count() as u64;
+        let slots = &self.dests.slots;
+        let v4_in = p
+            .adj_in
+            .iter()
+            .filter(|&&id| slots[id as usize].prefix.addr().is_ipv4())
+            .count() as u64;
         PeerCounts {
             received_v4: v4_in,
             received_v6: p.adj_in.len() as u64 - v4_in,
@@ -1229,15 +1252,22 @@ impl Rib {
         let Some(peer) = self.peers.get(&idx) else {
             return Vec::new();
         };
+        let want = match prefix {
+            Some(p) => match self.dests.id(&p) {
+                Some(id) => Some(id),
+                None => return Vec::new(),
+            },
+            None => None,
+        };
         peer.adj_in
             .iter()
-            .filter(|p| prefix.is_none_or(|x| x == **p))
-            .filter_map(|p| {
-                let d = self.dests.get(p)?;
+            .filter(|&&id| want.is_none_or(|w| w == id))
+            .filter_map(|&id| {
+                let d = &self.dests.slots[id as usize];
                 d.paths
                     .iter()
                     .find(|x| x.src == idx)
-                    .map(|x| (*p, x.clone()))
+                    .map(|x| (d.prefix, x.clone()))
             })
             .collect()
     }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHashSet};
-use smallvec::SmallVec;
+use smallvec::{SmallVec, smallvec};
 
 use crate::config::{NextHopMode, PeerRole};
 use crate::wire::{self, Family, MpNextHop, Nlri, PathAttrs, SessionCodec, Update};
@@ -73,11 +73,17 @@ struct Dest {
     prefix: IpNet,
     /// False for a free slot.
     live: bool,
-    /// Candidates, in arrival order (edited in place between decision runs).
-    /// Inline when there is one (most destinations): no heap block per path.
+    /// Candidates, inline when there is one (most destinations): no heap block per path.
+    /// The decision process moves the ECMP set it chose to the front, best first: it is
+    /// `paths[..best_n]` (none: unreachable). Edits between decision runs happen in place and
+    /// note with `touched`/`touched0` when they hit that front, so no copy of the chosen
+    /// paths is kept.
     paths: SmallVec<[Path; 1]>,
-    /// The ECMP set chosen by the last decision run, best first (empty: unreachable).
-    best: SmallVec<[Path; 1]>,
+    best_n: u16,
+    /// A path in `paths[..best_n]` changed or left since the last decision run.
+    touched: bool,
+    /// The same for `paths[0]`, the best path.
+    touched0: bool,
     /// Why the best path won (against the runner-up).
     reason: Option<Reason>,
     dirty: bool,
@@ -92,10 +98,32 @@ impl Dest {
             prefix,
             live: true,
             paths: SmallVec::new(),
-            best: SmallVec::new(),
+            best_n: 0,
+            touched: false,
+            touched0: false,
             reason: None,
             dirty: false,
             queued: 0,
+        }
+    }
+
+    /// The best path of the last decision run (read right after it; between runs this is
+    /// whatever now sits in front).
+    fn best(&self) -> Option<&Path> {
+        if self.best_n > 0 {
+            self.paths.first()
+        } else {
+            None
+        }
+    }
+
+    /// Notes an edit of `paths[i]` (before it happens, for a removal).
+    fn touch(&mut self, i: usize) {
+        if i < usize::from(self.best_n) {
+            self.touched = true;
+            if i == 0 {
+                self.touched0 = true;
+            }
         }
     }
 }
@@ -139,11 +167,10 @@ impl Dests {
     /// peer has it advertised), not dirty, in no send queue.
     fn release_if_unused(&mut self, id: DestId) {
         let d = &mut self.slots[id as usize];
-        if d.live && d.paths.is_empty() && d.best.is_empty() && !d.dirty && d.queued == 0 {
+        if d.live && d.paths.is_empty() && d.best_n == 0 && !d.dirty && d.queued == 0 {
             d.live = false;
             d.reason = None;
             d.paths = SmallVec::new();
-            d.best = SmallVec::new();
             self.index.remove(&d.prefix);
             self.free.push(id);
         }
@@ -536,7 +563,7 @@ impl Rib {
 
     /// Number of prefixes with a best path.
     pub fn loc_rib_len(&self) -> usize {
-        self.dests.live().filter(|(_, d)| !d.best.is_empty()).count()
+        self.dests.live().filter(|(_, d)| d.best_n > 0).count()
     }
 
     /// A peer reached Established: it gets the whole Loc-RIB (then End-of-RIB). Paths kept
@@ -573,7 +600,7 @@ impl Rib {
         } = self;
         for i in 0..dests.slots.len() {
             let dest = &dests.slots[i];
-            let Some(best) = dest.best.first().filter(|_| dest.live) else {
+            let Some(best) = dest.best().filter(|_| dest.live) else {
                 continue;
             };
             let prefix = dest.prefix;
@@ -581,9 +608,7 @@ impl Rib {
                 continue;
             }
             let src = peers.get(&best.src).map(|p| &*p.meta);
-            let out = export::export(
-                cfg, src, interner, &**policy, best, &prefix, idx, &mut peer,
-            );
+            let out = export::export(cfg, src, interner, &**policy, best, &prefix, idx, &mut peer);
             if out.is_some() {
                 peer.set_out(i as DestId, &prefix, out, outs, &mut dests.slots);
             }
@@ -924,14 +949,19 @@ impl Rib {
             peer.stale.remove(&id);
         }
         let dest = &mut self.dests.slots[id as usize];
-        match dest.paths.iter_mut().find(|p| p.src == src) {
-            Some(p) => {
-                if *p == path {
+        match dest.paths.iter().position(|p| p.src == src) {
+            Some(i) => {
+                if dest.paths[i] == path {
                     return;
                 }
-                *p = path;
+                dest.touch(i);
+                dest.paths[i] = path;
             }
-            None => dest.paths.push(path),
+            None => {
+                // Lands inside the old front only after removals, which touched it already.
+                dest.touch(dest.paths.len());
+                dest.paths.push(path);
+            }
         }
         if !dest.dirty {
             dest.dirty = true;
@@ -972,6 +1002,8 @@ impl Rib {
         let Some(i) = dest.paths.iter().position(|p| p.src == src) else {
             return;
         };
+        // swap_remove pulls the last path into `i`: the front changes only if `i` is in it.
+        dest.touch(i);
         dest.paths.swap_remove(i);
         if !dest.dirty {
             dest.dirty = true;
@@ -1008,9 +1040,12 @@ impl Rib {
             dest.dirty = false;
             let prefix = dest.prefix;
             if dest.paths.is_empty() {
-                let old = std::mem::take(&mut dest.best);
+                let had = dest.best_n > 0;
+                dest.best_n = 0;
+                dest.touched = false;
+                dest.touched0 = false;
                 dest.reason = None;
-                if !old.is_empty() {
+                if had {
                     changes.push(BestChange {
                         prefix,
                         paths: Vec::new(),
@@ -1020,29 +1055,49 @@ impl Rib {
                 self.dests.release_if_unused(id);
                 continue;
             }
-            let sel = {
+            // The chosen ECMP set as indexes into `paths`, best first.
+            let (chosen, reason): (SmallVec<[usize; 4]>, Reason) = if dest.paths.len() == 1 {
+                (smallvec![0], Reason::Equal)
+            } else {
                 let cands: SmallVec<[Candidate; 2]> = dest
                     .paths
                     .iter()
                     .map(|p| candidate(&self.cfg, &self.peers, p))
                     .collect();
-                select(&cands, &self.cfg.selection)
-            };
-            let Some(sel) = sel else { continue };
-            // The ECMP set holds distinct next hops only (two reflected copies of one route
-            // are one forwarding path).
-            let mut new: SmallVec<[Path; 1]> = SmallVec::with_capacity(sel.multipath.len());
-            for &i in &sel.multipath {
-                let p = &dest.paths[i];
-                if !new.iter().any(|q| q.next_hop_addr() == p.next_hop_addr()) {
-                    new.push(p.clone());
+                let Some(sel) = select(&cands, &self.cfg.selection) else {
+                    continue;
+                };
+                // Distinct next hops only (two reflected copies of one route are one
+                // forwarding path).
+                let mut chosen: SmallVec<[usize; 4]> = SmallVec::new();
+                for &i in &sel.multipath {
+                    let nh = dest.paths[i].next_hop_addr();
+                    if !chosen.iter().any(|&j| dest.paths[j].next_hop_addr() == nh) {
+                        chosen.push(i);
+                    }
                 }
+                (chosen, sel.reasons[sel.best])
+            };
+            dest.reason = Some(reason);
+            let old_n = usize::from(dest.best_n);
+            let in_front = chosen.iter().enumerate().all(|(k, &i)| k == i);
+            let changed = dest.touched || !in_front || chosen.len() != old_n;
+            let best_changed = dest.touched0 || old_n == 0 || chosen[0] != 0;
+            if !in_front {
+                let mut front: SmallVec<[Path; 1]> = SmallVec::with_capacity(dest.paths.len());
+                front.extend(chosen.iter().map(|&i| dest.paths[i].clone()));
+                front.extend(
+                    (0..dest.paths.len())
+                        .filter(|i| !chosen.contains(i))
+                        .map(|i| dest.paths[i].clone()),
+                );
+                dest.paths = front;
             }
-            dest.reason = Some(sel.reasons[sel.best]);
-            if dest.best != new {
-                let best_changed = dest.best.first() != new.first();
-                let paths = new.to_vec();
-                dest.best = new;
+            dest.best_n = chosen.len() as u16;
+            dest.touched = false;
+            dest.touched0 = false;
+            if changed {
+                let paths = dest.paths[..chosen.len()].to_vec();
                 changes.push(BestChange { prefix, paths });
                 if best_changed {
                     self.export_prefix(id);
@@ -1056,7 +1111,7 @@ impl Rib {
     fn export_prefix(&mut self, id: DestId) {
         let dest = &self.dests.slots[id as usize];
         let prefix = dest.prefix;
-        let best = dest.best.first().cloned();
+        let best = dest.best().cloned();
         let src = best
             .as_ref()
             .and_then(|b| self.peers.get(&b.src))
@@ -1076,7 +1131,16 @@ impl Rib {
                 continue;
             }
             let new = best.as_ref().and_then(|b| {
-                export::export(cfg, src.as_deref(), interner, &**policy, b, &prefix, idx, peer)
+                export::export(
+                    cfg,
+                    src.as_deref(),
+                    interner,
+                    &**policy,
+                    b,
+                    &prefix,
+                    idx,
+                    peer,
+                )
             });
             peer.set_out(id, &prefix, new, outs, &mut dests.slots);
         }
@@ -1227,8 +1291,8 @@ impl Rib {
     pub fn loc_rib(&self, prefix: Option<IpNet>) -> Vec<(IpNet, Path, bool, Reason)> {
         let mut v = Vec::new();
         let mut push = |p: &IpNet, d: &Dest| {
-            for path in &d.paths {
-                let best = d.best.contains(path);
+            for (i, path) in d.paths.iter().enumerate() {
+                let best = i < usize::from(d.best_n);
                 v.push((*p, path.clone(), best, d.reason.unwrap_or(Reason::Equal)));
             }
         };
@@ -1466,10 +1530,13 @@ mod tests {
     fn sent(msgs: &[Bytes]) -> (Vec<IpNet>, Vec<IpNet>) {
         let (mut ann, mut wd) = (Vec::new(), Vec::new());
         for m in msgs {
-            let u = wire::decode_update(&m[19..], &SessionCodec {
-                four_octet_as: true,
-                ..SessionCodec::default()
-            })
+            let u = wire::decode_update(
+                &m[19..],
+                &SessionCodec {
+                    four_octet_as: true,
+                    ..SessionCodec::default()
+                },
+            )
             .expect("our own UPDATE decodes");
             ann.extend(u.nlri.iter().map(|n| n.prefix));
             wd.extend(u.withdrawn.iter().map(|n| n.prefix));
@@ -1504,7 +1571,11 @@ mod tests {
         r.take_updates(4, usize::MAX, &mut m4);
         let (ann4, wd4) = sent(&m4);
         assert_eq!(ann4, vec![b], "B announced to .4");
-        assert_eq!(wd4, vec![a], "A withdrawn (never announced: harmless, and it was queued)");
+        assert_eq!(
+            wd4,
+            vec![a],
+            "A withdrawn (never announced: harmless, and it was queued)"
+        );
         m3.clear();
         r.take_updates(3, usize::MAX, &mut m3);
         let (ann3, wd3) = sent(&m3);
@@ -1538,7 +1609,96 @@ mod tests {
         }
         assert_eq!(r.dests.index.len(), 0);
         assert_eq!(r.dests.free.len(), 2);
-        assert_eq!(r.outs.index.len(), 0, "no exported attribute set is held any more");
+        assert_eq!(
+            r.outs.index.len(),
+            0,
+            "no exported attribute set is held any more"
+        );
+    }
+
+    #[test]
+    fn best_path_changes_are_reported_once_and_only_when_the_chosen_set_changes() {
+        let mut r = rib();
+        r.peer_up(2, meta(2, PeerRole::Ebgp, 65002));
+        r.peer_up(3, meta(3, PeerRole::Ebgp, 65002)); // same neighbour AS: ECMP possible
+        r.peer_up(4, meta(4, PeerRole::Ebgp, 65004));
+        let p: IpNet = "172.16.0.0/16".parse().unwrap();
+        let best_src = |r: &Rib| -> Vec<PeerIdx> {
+            r.loc_rib(Some(p))
+                .into_iter()
+                .filter(|x| x.2)
+                .map(|x| x.1.src)
+                .collect()
+        };
+        // .3's path is longer: .2 wins, one change.
+        r.apply_update(
+            3,
+            announce("172.16.0.0/16", [198, 18, 0, 3], &[65002, 65100]),
+        );
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        let c = r.run_decision();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            c[0].paths.iter().map(|x| x.src).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(best_src(&r), vec![2]);
+        // The loser changes and still loses: nothing to report.
+        r.apply_update(
+            3,
+            announce("172.16.0.0/16", [198, 18, 0, 3], &[65002, 65101]),
+        );
+        assert!(r.run_decision().is_empty());
+        // The loser becomes as short as the winner: an ECMP pair (the best stays first).
+        r.apply_update(3, announce("172.16.0.0/16", [198, 18, 0, 3], &[65002]));
+        let c = r.run_decision();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].paths.len(), 2, "ECMP of two next hops");
+        // The best's attributes change in place (same source): reported, and re-exported.
+        let mut m = Vec::new();
+        r.take_updates(4, usize::MAX, &mut m);
+        assert!(!r.has_pending(4));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 9], &[65002]));
+        let c = r.run_decision();
+        assert_eq!(c.len(), 1);
+        assert!(
+            c[0].paths
+                .iter()
+                .any(|x| x.next_hop == Some(MpNextHop::V4(Ipv4Addr::new(198, 18, 0, 9))))
+        );
+        // The best leaves: the other takes over, alone.
+        r.apply_update(2, withdraw("172.16.0.0/16"));
+        let c = r.run_decision();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            c[0].paths.iter().map(|x| x.src).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert_eq!(best_src(&r), vec![3]);
+        // Toward eBGP (next hop self, our AS prepended) .3's path exports exactly as .2's
+        // did: nothing new for .4 to receive.
+        assert!(
+            !r.has_pending(4),
+            "an identical advertisement is not sent again"
+        );
+        let out = r.adj_out(4, Some(p));
+        assert_eq!(
+            out[0].1.as_path.as_ref().unwrap().segments[0].asns,
+            vec![64512, 65002]
+        );
+        // Both leave and one comes back within one batch: one change, to that one.
+        r.apply_update(3, withdraw("172.16.0.0/16"));
+        r.apply_update(2, announce("172.16.0.0/16", [198, 18, 0, 2], &[65002]));
+        let c = r.run_decision();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            c[0].paths.iter().map(|x| x.src).collect::<Vec<_>>(),
+            vec![2]
+        );
+        r.apply_update(2, withdraw("172.16.0.0/16"));
+        let c = r.run_decision();
+        assert_eq!((c.len(), c[0].paths.len()), (1, 0), "unreachable");
+        assert_eq!(r.loc_rib_len(), 0);
     }
 
     #[test]

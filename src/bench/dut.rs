@@ -601,15 +601,7 @@ impl Device {
             .stderr(out)
             // Its own process group: Ctrl-C reaches only the benchmark, which stops the device.
             .process_group(0);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", spec.program.display()))?;
@@ -741,15 +733,7 @@ pub fn run_tool(argv: &[String], out: &Path, limit: Duration) -> anyhow::Result<
         .stdout(file.try_clone()?)
         .stderr(file)
         .process_group(0);
-    // SAFETY: as in Device::spawn.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    super::die_with_parent(&mut cmd);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {program}"))?;

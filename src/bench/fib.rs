@@ -473,15 +473,7 @@ impl IpTool {
             .stderr(out)
             // Its own process group: Ctrl-C reaches only the benchmark, which kills it.
             .process_group(0);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::die_with_parent(&mut cmd);
         let t0 = Instant::now();
         let child = cmd
             .spawn()

@@ -21,11 +21,10 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::dut::{self, DeviceKind, DeviceRun, Setup};
-use super::peer::Event;
 use super::plan::Plan;
 use super::report::{Metric, Record, thousands};
 use super::rr_fanin::{self, ConnectOpts};
-use super::sessions::{Measured, Sessions};
+use super::sessions::Measured;
 use super::{DeviceArgs, conclude, interleave};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -184,27 +183,11 @@ async fn peers_phase(
             ConnectOpts::default(),
         )
         .await?;
-        idle(&mut s, settle).await?;
+        s.idle(settle).await?;
         let p = dr.dev.as_ref().and_then(|d| d.sample());
         drop(s);
         anyhow::Ok((base, p.map(|p| p.rss_kib), p.map(|p| p.hwm_kib)))
     }
     .await;
     dr.finish(result)
-}
-
-/// Waits `d`, failing if a session does.
-async fn idle(s: &mut Sessions, d: Duration) -> anyhow::Result<()> {
-    let end = tokio::time::sleep(d);
-    tokio::pin!(end);
-    loop {
-        tokio::select! {
-            ev = s.events.recv() => match ev {
-                Some(Event::Failed(m)) => bail!("{m}"),
-                Some(_) => {}
-                None => bail!("every session task ended"),
-            },
-            _ = &mut end => return Ok(()),
-        }
-    }
 }

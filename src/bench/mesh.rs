@@ -132,18 +132,7 @@ async fn device_once(
         eprintln!("{label} {n} nodes up (each holds the device's {b} blocks); releasing them");
         let c = converge(a, &mut s, &mut dr, &label).await?;
         // Quiet time: a mesh member must send the nodes nothing more.
-        let settle = tokio::time::sleep(Duration::from_millis(a.settle_ms));
-        tokio::pin!(settle);
-        loop {
-            tokio::select! {
-                ev = s.events.recv() => match ev {
-                    Some(Event::Failed(m)) => bail!("{m}"),
-                    Some(_) => {}
-                    None => bail!("every session task ended"),
-                },
-                _ = &mut settle => break,
-            }
-        }
+        s.idle(Duration::from_millis(a.settle_ms)).await?;
         let anomalies = s.anomalies();
         let peak = dr.dev.as_ref().and_then(|d| d.sample()).map(|p| p.hwm_kib);
         let query = dr.dev.as_ref().and_then(|d| d.rib_query_command());

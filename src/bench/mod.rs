@@ -133,6 +133,21 @@ impl DeviceArgs {
     }
 }
 
+/// Makes the child of `cmd` get SIGKILL when the benchmark dies, so no device or tool
+/// outlives it.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs a benchmark: the BGP scenarios on their own tokio runtime, fib on plain threads.
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     let rt = || {

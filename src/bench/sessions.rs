@@ -299,6 +299,22 @@ impl Sessions {
 
     /// Total of the monitors' (sinks') anomaly counters: spurious withdrawals, unexpected,
     /// wrong-attribute and duplicate prefixes; each non-zero one is printed on stderr.
+    /// Waits `d`, failing if a session does.
+    pub async fn idle(&mut self, d: Duration) -> anyhow::Result<()> {
+        let end = tokio::time::sleep(d);
+        tokio::pin!(end);
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(Event::Failed(m)) => bail!("{m}"),
+                    Some(_) => {}
+                    None => bail!("every session task ended"),
+                },
+                _ = &mut end => return Ok(()),
+            }
+        }
+    }
+
     pub fn anomalies(&self) -> u64 {
         let mut total = 0;
         for (i, st) in self.stats.iter().enumerate() {

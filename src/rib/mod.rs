@@ -943,10 +943,12 @@ impl Rib {
         let id = self.dests.get_or_insert(prefix);
         if src != LOCAL
             && let Some(peer) = self.peers.get_mut(&src)
-            && !peer.stale.is_empty()
         {
             // Re-announced after a graceful restart: fresh again (RFC 4724 §4.2).
-            peer.stale.remove(&id);
+            if !peer.stale.is_empty() {
+                peer.stale.remove(&id);
+            }
+            peer.adj_in.insert(id);
         }
         let dest = &mut self.dests.slots[id as usize];
         match dest.paths.iter().position(|p| p.src == src) {
@@ -966,11 +968,6 @@ impl Rib {
         if !dest.dirty {
             dest.dirty = true;
             self.dirty.push(id);
-        }
-        if src != LOCAL
-            && let Some(peer) = self.peers.get_mut(&src)
-        {
-            peer.adj_in.insert(id);
         }
     }
 

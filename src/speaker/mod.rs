@@ -38,7 +38,7 @@ pub use query::*;
 
 use crate::config::{PeerConfig, SpeakerConfig};
 use crate::rib::{self, PeerIdx, PeerMeta, Policy, Rib, RibCfg, SelectionCfg};
-use crate::session::{ConnId, Session, SessionAction, SessionEvent, State, cease};
+use crate::session::{ConnId, Negotiated, Session, SessionAction, SessionEvent, State, cease};
 use crate::wire::{self, AsPath, DecodeError, Family, Message, Origin, PathAttrs, RouteRefresh};
 
 /// Bytes of UPDATEs allowed in flight per connection before generation pauses.
@@ -466,21 +466,8 @@ impl Speaker {
                     else {
                         continue;
                     };
-                    if !neg.route_refresh {
-                        continue;
-                    }
                     for f in &neg.families {
-                        let mut buf = BytesMut::new();
-                        let rr = Message::RouteRefresh(RouteRefresh {
-                            family: *f,
-                            subtype: 0,
-                        });
-                        if wire::encode_message(&rr, &neg.codec, &mut buf).is_ok() {
-                            self.outputs.push_back(Output::Send {
-                                conn,
-                                bytes: buf.freeze(),
-                            });
-                        }
+                        self.request_refresh(conn, &neg, *f);
                     }
                 }
                 Ok(())
@@ -497,19 +484,7 @@ impl Speaker {
                         .map(|(c, n)| (c, n.clone()));
                     if let Some((conn, neg)) = established {
                         for f in &neg.families {
-                            if neg.route_refresh {
-                                let mut buf = BytesMut::new();
-                                let rr = Message::RouteRefresh(RouteRefresh {
-                                    family: *f,
-                                    subtype: 0,
-                                });
-                                if wire::encode_message(&rr, &neg.codec, &mut buf).is_ok() {
-                                    self.outputs.push_back(Output::Send {
-                                        conn,
-                                        bytes: buf.freeze(),
-                                    });
-                                }
-                            }
+                            self.request_refresh(conn, &neg, *f);
                             self.rib.refresh_out(idx, *f);
                         }
                     }
@@ -523,6 +498,22 @@ impl Speaker {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Asks the peer on `conn` to send `family` again (RFC 2918), when it negotiated route
+    /// refresh.
+    fn request_refresh(&mut self, conn: ConnId, neg: &Negotiated, family: Family) {
+        if !neg.route_refresh {
+            return;
+        }
+        let mut buf = BytesMut::new();
+        let rr = Message::RouteRefresh(RouteRefresh { family, subtype: 0 });
+        if wire::encode_message(&rr, &neg.codec, &mut buf).is_ok() {
+            self.outputs.push_back(Output::Send {
+                conn,
+                bytes: buf.freeze(),
+            });
         }
     }
 
